@@ -1,0 +1,67 @@
+# Everything runs through scripts/env.sh, which loads .env (the same file Docker Compose reads).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+ENV := source scripts/env.sh &&
+PY := .cache/venv/bin/python
+DATE ?= 2020-10-01
+DATA ?=
+SIZE ?= 885129
+PYTEST_ARGS ?=
+
+.PHONY: help setup venv jars lock stack-up stack-status stack-down stack-clean test demo airflow bench generate distclean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: venv jars ## Install everything into .cache (venv, Spark connector jars, local services)
+	@$(ENV) bash scripts/stack.sh provision
+	@[ ! -f scripts/provision_tools.sh ] || $(ENV) bash scripts/provision_tools.sh
+
+venv: .cache/venv/.installed ## Python 3.11 venv with the pinned requirements
+.cache/venv/.installed: requirements.txt
+	@command -v python3.11 >/dev/null || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
+	@[ -x $(PY) ] || python3.11 -m venv .cache/venv
+	@echo "Installing Python dependencies (first time: a few minutes)..."
+	@.cache/venv/bin/pip install -q -r requirements.txt
+	@touch $@
+
+jars: venv ## Spark connector jars from Maven Central into $SPARK_JARS_DIR
+	@$(ENV) bash scripts/spark_jars.sh
+
+lock: ## Re-resolve requirements.in into the pinned requirements.txt
+	@rm -rf .cache/lock-venv && python3.11 -m venv .cache/lock-venv
+	@.cache/lock-venv/bin/pip install -q -r requirements.in
+	@.cache/lock-venv/bin/pip freeze > requirements.txt && echo "requirements.txt updated"
+
+stack-up: setup ## Start Kafka, MinIO and Elasticsearch locally (no Docker) and wait until healthy
+	@$(ENV) bash scripts/stack.sh up
+
+stack-status: ## Show each local service, up or down, with its URL
+	@$(ENV) bash scripts/stack.sh status
+
+stack-down: ## Stop the local stack (no stray processes)
+	@$(ENV) bash scripts/stack.sh down
+
+stack-clean: ## Stop the local stack and delete its data and logs (keeps downloads)
+	@$(ENV) bash scripts/stack.sh clean
+
+test: stack-up ## Run the whole test suite against the local stack
+	@$(ENV) pytest $(PYTEST_ARGS)
+
+generate: venv ## Generate a sample dataset: make generate SIZE=200000 [OUT=data/electronics.csv]
+	@$(ENV) python scripts/generate_events.py --events $(SIZE) --out $${OUT:-data/electronics.csv}
+
+demo: stack-up ## Run the DAG end to end on DATA (default: generated sample) and leave the stack up
+	@$(ENV) bash scripts/demo.sh "$(DATA)"
+
+airflow: stack-up ## Airflow UI + scheduler against the local stack (http://localhost:8080)
+	@$(ENV) bash scripts/airflow_local.sh
+
+bench: stack-up ## Benchmarks: make bench SIZE=200000 -> bench/results/latest.json, docs/benchmarks.md
+	@$(ENV) python bench/run.py --events $(SIZE)
+
+distclean: stack-clean ## Also delete .cache (venv, downloads, builds)
+	rm -rf .cache
+
+-include mk/*.mk

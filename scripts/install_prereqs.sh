@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System prerequisites for the local route: Python 3.11, Java 17, Go, Maven, curl, unzip.
+# Installs what is missing from Debian's packages when run as root (CI); otherwise says what to install.
+set -euo pipefail
+missing=()
+command -v python3.11 >/dev/null || missing+=(python3.11 python3.11-venv)
+{ [ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ] || [ -x /usr/lib/jvm/java-17-openjdk-arm64/bin/java ] || java -version 2>&1 | grep -q '"17'; } || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v go >/dev/null || missing+=(golang-go)
+command -v curl >/dev/null || missing+=(curl)
+command -v unzip >/dev/null || missing+=(unzip)
+if [ ${#missing[@]} -eq 0 ]; then echo "prerequisites: all present"; exit 0; fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "prerequisites: installing ${missing[*]} from Debian's packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+else
+  echo "prerequisites missing: ${missing[*]} (install them with your package manager)" >&2
+  exit 1
+fi

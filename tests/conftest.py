@@ -1,0 +1,49 @@
+"""Shared fixtures: the real local stack and a local SparkSession.
+
+Tests that touch Kafka, MinIO or Elasticsearch take the `stack` fixture: it runs
+`scripts/stack.sh up` (idempotent: seconds when already up) and gives the endpoints from .env.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def stack() -> dict[str, str]:
+    """Start (or reuse) the local stack and return its endpoints."""
+    subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "stack.sh"), "up"], check=True)
+    return {
+        "kafka": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        "minio": os.environ["MINIO_ENDPOINT"],
+        "elasticsearch": os.environ["ELASTICSEARCH_URL"],
+        "bucket": os.environ["MINIO_BUCKET"],
+    }
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole run (JVM start-up is the expensive part)."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
