@@ -7,10 +7,11 @@
 # different version (scala-library, spark-core 3.4.3 from the Elasticsearch pom, hadoop-client,
 # lz4, snappy, slf4j...) would make class loading order decide which one wins.
 #
-# Idempotent: $SPARK_JARS_DIR/.manifest records a fingerprint of the generated pom and each jar's
-# sha256; when both still match, the script exits at once.
+# Idempotent: $SPARK_JARS_DIR/.manifest records a fingerprint of the generated pom (versions,
+# exclusions) and each jar's size; when both still match, the script exits at once.
+# SHA256SUMS beside the jars lets `--verify` check their content too (about 2 s).
 #
-# Usage: scripts/spark_jars.sh [--force]
+# Usage: scripts/spark_jars.sh [--force | --verify]
 # Env:   SPARK_JARS_DIR (from .env), SPARK_BUNDLED_JARS_DIR (default: the venv's pyspark/jars, else
 #        $SPARK_HOME/jars), MAVEN_REPO_LOCAL (default: $CACHE_DIR/m2).
 set -euo pipefail
@@ -20,16 +21,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/env.sh"
 eval "$("$here/versions.sh")"
 
-force=0
-[ "${1:-}" = "--force" ] && force=1
+mode=${1:-}
+case "$mode" in ""|--force|--verify) ;; *) echo "usage: $0 [--force | --verify]" >&2; exit 2 ;; esac
 
 log() { echo "[spark_jars] $*" >&2; }
 
 bundled_jars_dir() {
   if [ -n "${SPARK_BUNDLED_JARS_DIR:-}" ]; then
     echo "$SPARK_BUNDLED_JARS_DIR"
-  elif [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pyspark' 2>/dev/null; then
-    "$VENV/bin/python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))'
+  elif compgen -G "$VENV/lib/python*/site-packages/pyspark/jars" >/dev/null; then
+    compgen -G "$VENV/lib/python*/site-packages/pyspark/jars" | head -1
   elif [ -n "${SPARK_HOME:-}" ] && [ -d "$SPARK_HOME/jars" ]; then
     echo "$SPARK_HOME/jars"
   else
@@ -102,9 +103,14 @@ EOF
 fingerprint=$(printf '%s\n%s\n' "$POM" "$bundled_artifact_ids" | sha256sum | cut -d' ' -f1)
 manifest="$SPARK_JARS_DIR/.manifest"
 
-if [ "$force" = 0 ] && [ -f "$manifest" ] && [ "$(head -1 "$manifest")" = "fingerprint $fingerprint" ] \
-   && (cd "$SPARK_JARS_DIR" && tail -n +2 "$manifest" | sha256sum -c --quiet --status -); then
-  log "up to date: $(tail -n +2 "$manifest" | wc -l) jars in $SPARK_JARS_DIR"
+jar_sizes() { (cd "$1" && find . -maxdepth 1 -name '*.jar' -printf '%s %f\n' | sort -k2); }
+
+if [ "$mode" != "--force" ] && [ -f "$manifest" ] \
+   && [ "$(cat "$manifest")" = "$(printf 'fingerprint %s\n%s' "$fingerprint" "$(jar_sizes "$SPARK_JARS_DIR")")" ]; then
+  if [ "$mode" = "--verify" ]; then
+    (cd "$SPARK_JARS_DIR" && sha256sum -c --quiet SHA256SUMS) || { log "checksum mismatch: rerun with --force"; exit 1; }
+  fi
+  log "up to date: $(grep -c '\.jar$' "$manifest") jars in $SPARK_JARS_DIR"
   exit 0
 fi
 
@@ -143,10 +149,8 @@ for expected in \
   [ -s "$staging/$expected" ] || { log "missing after resolution: $expected"; exit 1; }
 done
 
-{
-  echo "fingerprint $fingerprint"
-  (cd "$staging" && sha256sum -- *.jar)
-} > "$staging/.manifest"
+(cd "$staging" && sha256sum -- *.jar > SHA256SUMS)
+printf 'fingerprint %s\n%s' "$fingerprint" "$(jar_sizes "$staging")" > "$staging/.manifest"
 
 rm -rf "$SPARK_JARS_DIR"
 mv "$staging" "$SPARK_JARS_DIR"
