@@ -26,6 +26,13 @@ stack_port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Who listens on 127.0.0.1:$1, e.g. `java (pid 123)`, when `ss` can tell; nothing otherwise.
+stack_port_owner() {
+  command -v ss >/dev/null || return 0
+  ss -ltnpH "sport = :$1" 2>/dev/null \
+    | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n 1
+}
+
 # Start a service command in the background, detached in its own session and process group
 # (so `down` can signal the whole group and a Ctrl-C elsewhere does not reach it), with its
 # output appended to the service log and its pid in the pid file.

@@ -16,7 +16,8 @@
 # and _ports (ports that must be free before a start).
 #
 # As with Docker Compose, variables already exported by the caller win over .env, and so does
-# STACK_DIR: `KAFKA_PORT=19092 STACK_DIR=/tmp/s scripts/stack.sh up kafka` runs a second broker.
+# STACK_DIR: `KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 STACK_DIR=/tmp/s scripts/stack.sh up kafka`
+# runs a second broker beside the first.
 set -euo pipefail
 
 ALL_SERVICES=(kafka minio elasticsearch)
@@ -27,13 +28,13 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Remember the caller's values of the .env variables (and STACK_DIR) before env.sh loads .env.
 declare -A caller_env=()
-for key in $(sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' "$script_dir/../.env") STACK_DIR STACK_LOG_DIR; do
+for key in $(sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' "$script_dir/../.env") STACK_DIR; do
   if [ -n "${!key+set}" ]; then caller_env[$key]=${!key}; fi
 done
 # shellcheck source=env.sh
 source "$script_dir/env.sh"
 for key in "${!caller_env[@]}"; do export "$key=${caller_env[$key]}"; done
-[ -n "${caller_env[STACK_DIR]+set}" ] && [ -z "${caller_env[STACK_LOG_DIR]+set}" ] && export STACK_LOG_DIR="$STACK_DIR/logs"
+export STACK_LOG_DIR="$STACK_DIR/logs"
 
 eval "$("$script_dir/versions.sh")"
 # shellcheck source=provision_common.sh
@@ -108,10 +109,13 @@ fail_service() {
   print_log_tail "$name"
 }
 
+declare -A answering=()   # services found healthy before `up` started anything
+
 # Start one service if it is not answering yet. Returns 1 with a message when it cannot.
 start_service() {
-  local name=$1 port pid
+  local name=$1 port pid owner
   if "${name}_healthy"; then
+    answering[$name]=1
     if pid=$(stack_running_pid "$name"); then
       stack_say "$name: already up at $("${name}_url") (pid $pid)"
     else
@@ -124,7 +128,8 @@ start_service() {
     return 0
   fi
   if port=$(busy_port "$name"); then
-    fail_service "$name" "port $port is already taken by another process; stop it or set another port in .env"
+    owner=$(stack_port_owner "$port")
+    fail_service "$name" "port $port is already taken by ${owner:-another process}; stop it or set another port in .env"
     return 1
   fi
   stack_say "$name: starting"
@@ -134,6 +139,7 @@ start_service() {
 # Wait until a started service answers its health check, its process dies, or time runs out.
 wait_healthy() {
   local name=$1 timeout=$DEFAULT_HEALTH_TIMEOUT started=$SECONDS pid
+  [ -n "${answering[$name]+set}" ] && return 0
   has_function "${name}_health_timeout" && timeout=$("${name}_health_timeout")
   until "${name}_healthy"; do
     if ! pid=$(stack_running_pid "$name"); then
@@ -147,9 +153,7 @@ wait_healthy() {
     fi
     sleep 1
   done
-  if [ $((SECONDS - started)) -gt 0 ]; then
-    stack_say "$name: up at $("${name}_url") after $((SECONDS - started))s"
-  fi
+  stack_say "$name: up at $("${name}_url") after $((SECONDS - started))s"
 }
 
 cmd_provision() {

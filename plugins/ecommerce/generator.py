@@ -116,6 +116,7 @@ BAD_ROW_VARIANTS: dict[str, tuple[Callable[[list[str]], str], ...]] = {
     ),
 }
 
+_USER_ID_PREFIX = b"1515915625"
 _TOKEN_ALPHABET = np.frombuffer(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", dtype=np.uint8
 )
@@ -212,22 +213,23 @@ def write_events_csv(
     category_code_empty = _greedy_share(rng, category_weight, empty_category_code_rate)
     brand_empty = _greedy_share(rng, product_weight, empty_brand_rate)
 
-    category_ids = 2144415922528452715 + np.sort(rng.choice(10**12, n_categories, replace=False))
-    category_codes = [CATEGORY_CODES[i] for i in rng.integers(0, len(CATEGORY_CODES), n_categories)]
+    category_ids = (2144415922528452715 + np.sort(rng.choice(10**12, n_categories, replace=False))).tolist()
+    category_codes = [
+        "" if category_code_empty[c] else CATEGORY_CODES[i]
+        for c, i in enumerate(rng.integers(0, len(CATEGORY_CODES), n_categories).tolist())
+    ]
     brand_names = _brand_names(rng, n_brands)
-    product_ids = 1_000_000 + np.sort(rng.choice(4_000_000, n_products, replace=False))
+    product_ids = (1_000_000 + np.sort(rng.choice(4_000_000, n_products, replace=False))).tolist()
     category_price = np.exp(rng.normal(4.3, 1.1, n_categories))
     product_cents = np.maximum(
         1, np.round(category_price[product_category] * np.exp(rng.normal(0, 0.45, n_products)) * 100)
     ).astype(np.int64)
-
-    def product_prefix(p: int, cents: int) -> str:
-        code = "" if category_code_empty[product_category[p]] else category_codes[product_category[p]]
-        brand = "" if brand_empty[p] else brand_names[product_brand[p]]
-        return f"{product_ids[p]},{category_ids[product_category[p]]},{code},{brand},{cents // 100}.{cents % 100:02d}"
-
-    product_text = np.array([product_prefix(p, int(product_cents[p])) for p in range(n_products)], dtype=object)
-    product_text_free = np.array([product_prefix(p, 0) for p in range(n_products)], dtype=object)
+    # "product_id,category_id,category_code,brand," per product; price and the rest come later.
+    product_text = [
+        f"{pid},{category_ids[c]},{category_codes[c]},{'' if empty else brand_names[b]},"
+        for pid, c, b, empty in zip(product_ids, product_category.tolist(), product_brand.tolist(), brand_empty.tolist())
+    ]
+    prices = [f"{c // 100}.{c % 100:02d}," for c in product_cents.tolist()]
 
     # ---- sessions: length mixes short visits and a few long browsing sessions ----------------
     estimate = int(n_base / 1.8 * 1.1) + 16
@@ -242,16 +244,24 @@ def write_events_csv(
 
     # ---- users: every user gets one session, the rest go to heavy-tailed "regulars" ----------
     n_users = int(min(n_sessions, n_users or max(1, round(n_base * USERS_PER_EVENT))))
-    user_ids = 1515915625_000_000_000 + np.cumsum(rng.integers(1, max(2, 2 * 10**9 // n_users), n_users))
-    user_ids = user_ids[rng.permutation(n_users)]
+    # 19 digits like the real ids: a fixed 10-digit prefix + a distinct 9-digit suffix per user.
+    user_suffix = np.cumsum(rng.integers(1, max(2, 10**9 // n_users), n_users))[rng.permutation(n_users)]
     session_user = np.empty(n_sessions, dtype=np.int64)
     order = rng.permutation(n_sessions)
     session_user[order[:n_users]] = np.arange(n_users)
     session_user[order[n_users:]] = _weighted_draw(rng, rng.lognormal(0.0, 1.8, n_users), n_sessions - n_users)
 
-    tokens = _TOKEN_ALPHABET[rng.integers(0, len(_TOKEN_ALPHABET), (n_sessions, 10))].view("S10").ravel()
-    tokens[rng.random(n_sessions) < empty_session_rate] = b""
-    session_token = tokens.astype("U10")
+    # "user_id,user_session" per session, assembled as bytes without int -> str conversions.
+    session_text = np.zeros((n_sessions, 30), dtype=np.uint8)
+    session_text[:, :10] = np.frombuffer(_USER_ID_PREFIX, dtype=np.uint8)
+    suffix = user_suffix[session_user]
+    for digit in range(9):
+        session_text[:, 18 - digit] = 48 + (suffix // 10**digit) % 10
+    session_text[:, 19] = ord(",")
+    session_text[:, 20:] = _TOKEN_ALPHABET[rng.integers(0, len(_TOKEN_ALPHABET), (n_sessions, 10))]
+    session_text[rng.random(n_sessions) < empty_session_rate, 20:] = 0  # empty user_session
+    session_text = session_text.view("S30").ravel()
+    del suffix
 
     # ---- events: position in session, product chain, type ------------------------------------
     session_of = np.repeat(np.arange(n_sessions), lengths)
@@ -293,7 +303,7 @@ def write_events_csv(
     session_start = np.maximum(session_start, first_day * 86400)
     event_ts = session_start[session_of] + offset
 
-    zero_price = rng.random(n_base) < zero_price_rate
+    zero_price = (rng.random(n_base) < zero_price_rate).astype(np.int64)
 
     # ---- duplicates (copies sort right after their original), then time order ----------------
     dup_src = np.sort(rng.choice(n_base, n_dups, replace=False)) if n_dups else np.empty(0, np.int64)
@@ -314,34 +324,55 @@ def write_events_csv(
             bad_counts[rule] = bad_rows_per_rule
 
     # ---- write ---------------------------------------------------------------------------------
-    type_text = np.array(type_names, dtype=object)
+    # "event_type,product_id,category_id,category_code,brand,price," per (type, zero price, product)
+    middle_text = np.array(
+        [
+            f"{name},{text}{'0.00,' if free else price}".encode()
+            for name in type_names
+            for free in (False, True)
+            for text, price in zip(product_text, prices)
+        ],
+        dtype=object,
+    )
+    middle_index = (event_type.astype(np.int64) * 2 + zero_price) * n_products + product
+    del product_text, prices
+
+    day_text = np.datetime_as_string(
+        np.arange(first_day, last_day + 1).astype("datetime64[D]"), unit="D"
+    ).astype("S10")
+    seconds_of_day = np.arange(86400)
+    time_of_day_text = np.zeros((86400, 8), dtype=np.uint8)
+    for col, value in ((0, seconds_of_day // 3600), (3, seconds_of_day // 60 % 60), (6, seconds_of_day % 60)):
+        time_of_day_text[:, col] = 48 + value // 10
+        time_of_day_text[:, col + 1] = 48 + value % 10
+    time_of_day_text[:, [2, 5]] = ord(":")
+    time_suffix = np.frombuffer(b" UTC,", dtype=np.uint8)
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        out.write(",".join(EVENT_COLUMNS) + "\n")
+    with open(path, "wb") as out:
+        out.write((",".join(EVENT_COLUMNS) + "\n").encode())
         for lo in range(0, n_rows, chunk_rows):
             idx = rows[lo:lo + chunk_rows]
-            stamp = np.datetime_as_string(event_ts[idx].astype("datetime64[s]"), unit="s").astype("S19")
-            stamp.view(np.uint8).reshape(-1, 19)[:, 10] = ord(" ")
-            times = stamp.astype("U19").tolist()
-            middles = np.where(zero_price[idx], product_text_free[product[idx]], product_text[product[idx]]).tolist()
-            sess = session_of[idx]
-            lines = [
-                f"{t} UTC,{e},{m},{u},{s}"
-                for t, e, m, u, s in zip(
-                    times,
-                    type_text[event_type[idx]].tolist(),
-                    middles,
-                    user_ids[session_user[sess]].tolist(),
-                    session_token[sess].tolist(),
-                )
-            ]
+            ts = event_ts[idx]
+            stamp = np.empty((len(idx), 24), dtype=np.uint8)
+            stamp[:, :10] = day_text[ts // 86400 - first_day].view(np.uint8).reshape(-1, 10)
+            stamp[:, 10] = ord(" ")
+            stamp[:, 11:19] = time_of_day_text[ts % 86400]
+            stamp[:, 19:] = time_suffix
+            lines = list(map(b"".join, zip(
+                stamp.view("S24").ravel().tolist(),
+                middle_text[middle_index[idx]].tolist(),
+                session_text[session_of[idx]].tolist(),
+            )))
             for pos in sorted((p for p in bad_after if lo <= p < lo + chunk_rows), reverse=True):
-                fields = lines[pos - lo].split(",")
-                lines[pos - lo + 1:pos - lo + 1] = [BAD_ROW_VARIANTS[r][v](fields) for r, v in bad_after[pos]]
-            out.write("\n".join(lines))
-            out.write("\n")
+                fields = lines[pos - lo].decode().split(",")
+                lines[pos - lo + 1:pos - lo + 1] = [
+                    BAD_ROW_VARIANTS[r][v](fields).encode() for r, v in bad_after[pos]
+                ]
+            out.write(b"\n".join(lines))
+            out.write(b"\n")
             written += len(lines)
             if progress:
                 progress(written, n_events)
@@ -358,7 +389,7 @@ def write_events_csv(
         "bad_rows": n_bad,
         "bad_rows_by_rule": bad_counts,
         "event_types": {name: int((final_types == code).sum()) for code, name in enumerate(type_names)},
-        "users": int(len(np.unique(session_user))),
+        "users": int(np.count_nonzero(np.bincount(session_user, minlength=n_users))),
         "sessions": n_sessions,
         "products": n_products,
         "empty_category_code_rows": int(category_code_empty[product_category[final_products]].sum()),

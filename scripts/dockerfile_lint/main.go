@@ -1,7 +1,10 @@
 // Command dockerfile-lint runs BuildKit's Dockerfile checks (the rules behind
 // `docker build --check`) without a Docker engine or registry access.
 //
-// Usage: dockerfile-lint [-experimental] [-base-env NAME=VALUE]... Dockerfile
+// Usage: dockerfile-lint [-base-env NAME=VALUE]... Dockerfile
+//
+// Rules are configured the way BuildKit does it, by the file's `# check=` directive
+// (e.g. `# check=error=true;experimental=all`).
 //
 // Base images are not pulled: an offline resolver answers every FROM with an empty
 // linux image config, so rules that need a base image's real config (InvalidBaseImagePlatform,
@@ -21,8 +24,6 @@ import (
 	"github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/client/llb/sourceresolver"
 	"github.com/moby/buildkit/frontend/dockerfile/dockerfile2llb"
-	"github.com/moby/buildkit/frontend/dockerui"
-	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/subrequests/lint"
 	digest "github.com/opencontainers/go-digest"
 )
@@ -49,12 +50,11 @@ func (r offlineResolver) ResolveImageConfig(_ context.Context, ref string, _ sou
 }
 
 func main() {
-	experimental := flag.Bool("experimental", false, "also run BuildKit's experimental rules")
 	var baseEnv envFlags
 	flag.Var(&baseEnv, "base-env", "NAME=VALUE the base images define (repeatable)")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: dockerfile-lint [-experimental] [-base-env NAME=VALUE]... Dockerfile")
+		fmt.Fprintln(os.Stderr, "usage: dockerfile-lint [-base-env NAME=VALUE]... Dockerfile")
 		os.Exit(2)
 	}
 	path := flag.Arg(0)
@@ -64,19 +64,24 @@ func main() {
 		os.Exit(2)
 	}
 
+	ctx := context.Background()
+	// The lint results carry their source as an LLB definition; an empty one is enough here.
+	src := llb.Scratch()
+	def, err := src.Marshal(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	sourceMap := llb.NewSourceMap(&src, path, "Dockerfile", dt)
+	sourceMap.Definition = def
+
 	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, baseEnv...)
 	opt := dockerfile2llb.ConvertOpt{
-		SourceMap:    llb.NewSourceMap(nil, path, "Dockerfile", dt),
+		SourceMap:    sourceMap,
 		MetaResolver: offlineResolver{env: env},
 	}
-	if *experimental {
-		// An explicit linter config replaces the file's `# check=` directive, so carry it over.
-		cfg := &linter.Config{ExperimentalAll: true}
-		opt.Config = dockerui.Config{LinterConfig: cfg}
-		opt.Client = &dockerui.Client{Config: opt.Config}
-	}
 
-	results, err := dockerfile2llb.DockerfileLint(context.Background(), dt, opt)
+	results, err := dockerfile2llb.DockerfileLint(ctx, dt, opt)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -8,6 +8,9 @@
 # aliases, _count and the core aggregations (terms, avg, histogram, ...) are in the server itself;
 # Painless scripting, ingest pipelines, reindex, analysis-common, ILM, data streams, ML and the
 # rest of X-Pack are absent, so Kibana cannot use it (Kibana only runs in the Compose stack).
+# It also lacks the rest-root module, i.e. `GET /` (cluster name and version), which the Spark
+# connector needs ("Cannot detect ES version") and the Python client's info()/ping() call: a
+# small plugin below, compiled against the distribution's own jars, serves it.
 #
 # Elasticsearch refuses to run as root. When we are root (CI, this dev machine) the server runs
 # as an unprivileged system user ($ES_RUN_AS_USER, created on demand) that owns the runtime
@@ -37,6 +40,10 @@ _es_runtime_dir() { printf '%s/elasticsearch\n' "$STACK_DIR"; }  # generated con
 _es_logs_dir() { printf '%s/elasticsearch\n' "$STACK_LOG_DIR"; }  # the server's own log files
 
 elasticsearch_provision() {
+  _es_provision_distribution && _es_provision_root_endpoint
+}
+
+_es_provision_distribution() {
   local version cache_dir home url zip expected actual
   version=$(_es_version)
   cache_dir=$(_es_cache_dir)
@@ -63,6 +70,139 @@ elasticsearch_provision() {
   chmod -R a+rX "$home"
   rm -f "$zip"
   touch "$cache_dir/.complete"
+}
+
+# ---- GET / for the integ-test-zip ------------------------------------------------------------
+_ES_ROOT_PLUGIN=local-root-endpoint
+
+_es_root_endpoint_java() {
+  cat <<'JAVA'
+package org.ecommerce.localstack;
+
+import java.util.Collection;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Predicate;
+import java.util.function.Supplier;
+
+import org.elasticsearch.Build;
+import org.elasticsearch.client.internal.node.NodeClient;
+import org.elasticsearch.cluster.metadata.IndexNameExpressionResolver;
+import org.elasticsearch.cluster.node.DiscoveryNodes;
+import org.elasticsearch.cluster.service.ClusterService;
+import org.elasticsearch.common.bytes.BytesArray;
+import org.elasticsearch.common.io.stream.NamedWriteableRegistry;
+import org.elasticsearch.common.settings.ClusterSettings;
+import org.elasticsearch.common.settings.IndexScopedSettings;
+import org.elasticsearch.common.settings.Settings;
+import org.elasticsearch.common.settings.SettingsFilter;
+import org.elasticsearch.features.NodeFeature;
+import org.elasticsearch.index.IndexVersion;
+import org.elasticsearch.plugins.ActionPlugin;
+import org.elasticsearch.plugins.Plugin;
+import org.elasticsearch.rest.BaseRestHandler;
+import org.elasticsearch.rest.RestController;
+import org.elasticsearch.rest.RestHandler;
+import org.elasticsearch.rest.RestRequest;
+import org.elasticsearch.rest.RestResponse;
+import org.elasticsearch.rest.RestStatus;
+import org.elasticsearch.xcontent.XContentBuilder;
+
+/** GET / and HEAD /: the cluster and version info that the default distribution's rest-root module serves. */
+public class RootEndpointPlugin extends Plugin implements ActionPlugin {
+    private final AtomicReference<ClusterService> clusterService = new AtomicReference<>();
+
+    @Override
+    public Collection<?> createComponents(PluginServices services) {
+        clusterService.set(services.clusterService());
+        return List.of();
+    }
+
+    @Override
+    public Collection<RestHandler> getRestHandlers(Settings settings, NamedWriteableRegistry namedWriteableRegistry,
+            RestController restController, ClusterSettings clusterSettings, IndexScopedSettings indexScopedSettings,
+            SettingsFilter settingsFilter, IndexNameExpressionResolver indexNameExpressionResolver,
+            Supplier<DiscoveryNodes> nodesInCluster, Predicate<NodeFeature> clusterSupportsFeature) {
+        return List.of(new RootHandler());
+    }
+
+    private class RootHandler extends BaseRestHandler {
+        @Override
+        public String getName() {
+            return "local_root_endpoint";
+        }
+
+        @Override
+        public List<Route> routes() {
+            return List.of(new Route(RestRequest.Method.GET, "/"), new Route(RestRequest.Method.HEAD, "/"));
+        }
+
+        @Override
+        protected RestChannelConsumer prepareRequest(RestRequest request, NodeClient client) {
+            return channel -> {
+                if (request.method() == RestRequest.Method.HEAD) {
+                    channel.sendResponse(new RestResponse(RestStatus.OK, "application/json", BytesArray.EMPTY));
+                    return;
+                }
+                ClusterService cluster = clusterService.get();
+                Build build = Build.current();
+                XContentBuilder body = channel.newBuilder();
+                body.startObject();
+                body.field("name", cluster.localNode().getName());
+                body.field("cluster_name", cluster.getClusterName().value());
+                body.field("cluster_uuid", cluster.state().metadata().clusterUUID());
+                body.startObject("version");
+                body.field("number", build.qualifiedVersion());
+                body.field("build_flavor", build.flavor());
+                body.field("build_type", build.type().displayName());
+                body.field("build_hash", build.hash());
+                body.field("build_date", build.date());
+                body.field("build_snapshot", build.isSnapshot());
+                body.field("lucene_version", IndexVersion.current().luceneVersion().toString());
+                body.field("minimum_wire_compatibility_version", build.minWireCompatVersion());
+                body.field("minimum_index_compatibility_version", build.minIndexCompatVersion());
+                body.endObject();
+                body.field("tagline", "You Know, for Search");
+                body.endObject();
+                channel.sendResponse(new RestResponse(RestStatus.OK, body));
+            };
+        }
+    }
+}
+JAVA
+}
+
+# Compiles the plugin into $ES_HOME/plugins (ES 8 has no other plugins path); rebuilt when the
+# source above changes. Needs a JDK (javac), which scripts/install_prereqs.sh installs.
+_es_provision_root_endpoint() {
+  local version home plugin_dir build_dir source_sha
+  version=$(_es_version)
+  home=$(elasticsearch_home)
+  plugin_dir="$home/plugins/$_ES_ROOT_PLUGIN"
+  source_sha=$(_es_root_endpoint_java | sha256sum | awk '{print $1}')
+  [ "$(cat "$plugin_dir/.source-sha256" 2>/dev/null)" = "$source_sha" ] && return 0
+  [ -x "$JAVA_HOME/bin/javac" ] || { stack_fail "elasticsearch: javac not found in JAVA_HOME=$JAVA_HOME (a JDK 17 is needed)"; return 1; }
+  stack_say "elasticsearch: building the $_ES_ROOT_PLUGIN plugin (GET /, missing from the integ-test-zip)"
+  build_dir="$(_es_cache_dir)/$_ES_ROOT_PLUGIN-build"
+  rm -rf "$build_dir" "$plugin_dir"
+  mkdir -p "$build_dir/src" "$build_dir/classes" "$plugin_dir"
+  _es_root_endpoint_java >"$build_dir/src/RootEndpointPlugin.java"
+  "$JAVA_HOME/bin/javac" --release 17 -nowarn -cp "$home/lib/*" -d "$build_dir/classes" \
+    "$build_dir/src/RootEndpointPlugin.java" &&
+    "$JAVA_HOME/bin/jar" --create --file "$plugin_dir/$_ES_ROOT_PLUGIN.jar" -C "$build_dir/classes" . || {
+    rm -rf "$plugin_dir"
+    stack_fail "elasticsearch: building the $_ES_ROOT_PLUGIN plugin failed"; return 1; }
+  cat >"$plugin_dir/plugin-descriptor.properties" <<EOF
+description=GET / and HEAD / (cluster and version info) for the integ-test-zip distribution
+version=$version
+name=$_ES_ROOT_PLUGIN
+classname=org.ecommerce.localstack.RootEndpointPlugin
+java.version=17
+elasticsearch.version=$version
+EOF
+  chmod -R a+rX "$plugin_dir"
+  rm -rf "$build_dir"
+  printf '%s\n' "$source_sha" >"$plugin_dir/.source-sha256"
 }
 
 elasticsearch_url() { printf '%s\n' "${ELASTICSEARCH_URL:-http://localhost:${ELASTICSEARCH_PORT:-9200}}"; }

@@ -11,7 +11,7 @@ DAG_ID = "ecommerce_customer_profiles"
 def dagbag(project_root):
     from airflow.models import DagBag
 
-    return DagBag(dag_folder=str(project_root / "dags"), include_examples=False)
+    return DagBag(dag_folder=str(project_root / "dags"))
 
 
 def test_dags_import_without_errors(dagbag):

@@ -1,0 +1,253 @@
+"""Spark job: one run's Kafka offset range -> Parquet archive -> customer profiles -> lake + Elasticsearch.
+
+This file only wires I/O; the transformations live in ``spark_jobs.profile_transforms`` and the
+connector settings in ``spark_jobs.spark_conf``. The caller (SparkSubmitOperator or
+spark-submit) passes the s3a settings and the connector jars as Spark conf (see
+``spark_conf.job_conf``); nothing is downloaded at run time.
+
+Steps:
+  1. read the Kafka topic as a bounded batch [starting, ending) per partition;
+  2. parse, drop exact duplicates, add event_date;
+  3. archive to <lake>/raw/events/event_date=.../ (dynamic overwrite: a rerun rewrites only the
+     run's dates, so the archive holds one copy of each run's events per date);
+  4. read the whole archive up to the snapshot date and build the profiles;
+  5. write the snapshot to <lake>/profiles/snapshot_date=<date>/ (that partition only);
+  6. index the snapshot into the pre-created dated Elasticsearch index (_id = user_id);
+  7. write a JSON summary of counts and stage timings to --summary-uri.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from datetime import date
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from include.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, spark_schema
+from spark_jobs.profile_transforms import build_profiles, dedupe_events, parse_kafka_events, with_event_date
+from spark_jobs.spark_conf import es_write_options, kafka_batch_options
+
+LOG = logging.getLogger("customer_profiles")
+EVENT_DATE = "event_date"
+# Profiles per Parquet file / ES writer task: the snapshot is small (one row per user).
+SNAPSHOT_PARTITIONS = 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--starting-offsets", required=True, help='per-partition JSON, e.g. {"events":{"0":0}}')
+    parser.add_argument("--ending-offsets", required=True, help="per-partition JSON, exclusive")
+    parser.add_argument("--snapshot-date", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--run-date", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--lake-uri", required=True, help="s3a://<bucket>")
+    parser.add_argument("--es-nodes", required=True, help="http://host:port")
+    parser.add_argument("--es-index", required=True, help="existing index with the profile mapping")
+    parser.add_argument("--summary-uri", required=True, help="s3a path of the JSON summary")
+    args = parser.parse_args(argv)
+    args.lake_uri = args.lake_uri.rstrip("/")
+    return args
+
+
+class StageTimer:
+    """Collects wall-clock seconds per stage and logs progress lines."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        LOG.info("stage %s: started", name)
+        started = time.monotonic()
+        yield
+        self.seconds[name] = round(time.monotonic() - started, 3)
+        LOG.info("stage %s: done in %.1f s", name, self.seconds[name])
+
+
+def _hadoop_path(spark: SparkSession, uri: str):
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def path_exists(spark: SparkSession, uri: str) -> bool:
+    path, fs = _hadoop_path(spark, uri)
+    return bool(fs.exists(path))
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write one object (not a Spark output directory) through the Hadoop FileSystem (s3a)."""
+    path, fs = _hadoop_path(spark, uri)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def jvm_started_epoch_seconds(spark: SparkSession) -> float:
+    """When this driver JVM (spark-submit) started: the start of Spark's start-up."""
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    return runtime.getStartTime() / 1000.0
+
+
+def check_profile_schema(profiles: DataFrame) -> DataFrame:
+    """The profile contract: exactly PROFILE_FIELDS, in order, with their types."""
+    profiles = profiles.select(*PROFILE_COLUMNS)
+    expected = {f.name: f.dataType for f in spark_schema(PROFILE_FIELDS).fields}
+    actual = {f.name: f.dataType for f in profiles.schema.fields}
+    if actual != expected:
+        wrong = {n: (str(actual.get(n)), str(t)) for n, t in expected.items() if actual.get(n) != t}
+        raise ValueError(f"profiles do not match include.schemas PROFILE_FIELDS (actual, expected): {wrong}")
+    return profiles
+
+
+def for_elasticsearch(profiles: DataFrame) -> DataFrame:
+    """Profile rows as the index mapping expects them.
+
+    user_id is a keyword (19-digit ids exceed what JSON numbers keep exactly in Kibana), dates
+    are ``strict_date`` strings and timestamps ISO-8601 UTC strings, so nothing depends on how
+    the connector serialises Spark date/timestamp values.
+    """
+    columns = []
+    for field in PROFILE_FIELDS:
+        column = F.col(field.name)
+        if field.name == "user_id":
+            column = column.cast("string")
+        elif field.type == "date":
+            column = F.date_format(column, "yyyy-MM-dd")
+        elif field.type == "timestamp":
+            # The session time zone is UTC (job_conf), so 'Z' is exact.
+            column = F.date_format(column, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'")
+        columns.append(column.alias(field.name))
+    return profiles.select(*columns)
+
+
+def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dict:
+    archive_uri = f"{args.lake_uri}/raw/events"
+    snapshot_uri = f"{args.lake_uri}/profiles/snapshot_date={args.snapshot_date.isoformat()}"
+    summary: dict = {
+        "run_date": args.run_date.isoformat(),
+        "snapshot_date": args.snapshot_date.isoformat(),
+        "topic": args.topic,
+        "starting_offsets": json.loads(args.starting_offsets),
+        "ending_offsets": json.loads(args.ending_offsets),
+        "es_index": args.es_index,
+        "archive_uri": archive_uri,
+        "snapshot_uri": snapshot_uri,
+    }
+
+    with timer.stage("read_kafka"):
+        # Cached so Kafka is read once: the counts and the archive all reuse these records.
+        records = (
+            spark.read.format("kafka")
+            .options(**kafka_batch_options(args.bootstrap_servers, args.topic, args.starting_offsets, args.ending_offsets))
+            .load()
+            .persist()
+        )
+        summary["kafka_records"] = records.count()
+    LOG.info("kafka records in range: %d", summary["kafka_records"])
+
+    with timer.stage("parse_dedupe"):
+        parsed = parse_kafka_events(records)
+        events = with_event_date(dedupe_events(parsed)).persist()
+        summary["events_parsed"] = parsed.count()
+        summary["records_unparsed"] = summary["kafka_records"] - summary["events_parsed"]
+        per_date = events.groupBy(EVENT_DATE).count().orderBy(EVENT_DATE).collect()  # one row per date
+        summary["events_archived"] = sum(row["count"] for row in per_date)
+        summary["duplicates_dropped"] = summary["events_parsed"] - summary["events_archived"]
+        summary["dates_archived"] = [row[EVENT_DATE].isoformat() for row in per_date]
+        summary["events_per_date"] = {row[EVENT_DATE].isoformat(): row["count"] for row in per_date}
+    LOG.info(
+        "parsed %d events, dropped %d duplicates, %d events over %d dates",
+        summary["events_parsed"], summary["duplicates_dropped"], summary["events_archived"], len(per_date),
+    )
+
+    with timer.stage("archive"):
+        # Dynamic overwrite replaces exactly the dates present in this run's events and leaves
+        # every other date alone (an empty run writes and deletes nothing).
+        (
+            events.repartition(EVENT_DATE)
+            .write.mode("overwrite")
+            .option("partitionOverwriteMode", "dynamic")
+            .partitionBy(EVENT_DATE)
+            .parquet(archive_uri)
+        )
+        event_schema = events.schema
+        events.unpersist()
+        records.unpersist()
+
+    with timer.stage("read_archive"):
+        if path_exists(spark, archive_uri):
+            archive = spark.read.schema(event_schema).option("basePath", archive_uri).parquet(archive_uri)
+        else:  # first run with an empty range: nothing archived yet
+            archive = spark.createDataFrame([], event_schema)
+        archive = archive.where(F.col(EVENT_DATE) <= F.lit(args.snapshot_date))
+        totals = archive.agg(F.count(F.lit(1)).alias("events"), F.countDistinct(EVENT_DATE).alias("dates")).first()
+        summary["archive_events_total"] = totals["events"]
+        summary["archive_dates_total"] = totals["dates"]
+    LOG.info("archive up to %s: %d events over %d dates", args.snapshot_date, totals["events"], totals["dates"])
+
+    with timer.stage("build_and_write_snapshot"):
+        profiles = check_profile_schema(build_profiles(archive, args.snapshot_date))
+        profiles.coalesce(SNAPSHOT_PARTITIONS).write.mode("overwrite").parquet(snapshot_uri)
+
+    # Everything downstream reads the written snapshot: ES gets exactly the Parquet rows, and the
+    # profile aggregation is not computed twice.
+    snapshot = spark.read.schema(spark_schema(PROFILE_FIELDS)).parquet(snapshot_uri)
+    with timer.stage("count_profiles"):
+        counts = snapshot.agg(F.count(F.lit(1)).alias("profiles"), F.countDistinct("user_id").alias("users")).first()
+        summary["profiles"] = counts["profiles"]
+        summary["distinct_users"] = counts["users"]
+    LOG.info("snapshot %s: %d profiles, %d distinct users", snapshot_uri, counts["profiles"], counts["users"])
+
+    with timer.stage("write_elasticsearch"):
+        (
+            for_elasticsearch(snapshot)
+            .write.format("es")
+            .options(**es_write_options(args.es_nodes, args.es_index))
+            .mode("append")  # with es.write.operation=index: documents are replaced by _id
+            .save()
+        )
+    LOG.info("indexed %d profiles into %s", counts["profiles"], args.es_index)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    timer = StageTimer()
+    spark = (
+        SparkSession.builder.appName(f"customer_profiles_{args.run_date.isoformat()}")
+        # Also set by job_conf; repeated here because correctness depends on them.
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .getOrCreate()
+    )
+    spark_ready = time.time()
+    spark.sparkContext.setLogLevel("WARN")
+    startup_seconds = round(spark_ready - jvm_started_epoch_seconds(spark), 3)
+    LOG.info("spark session ready %.1f s after spark-submit started (Spark %s)", startup_seconds, spark.version)
+    try:
+        summary = run(spark, args, timer)
+        summary["spark_version"] = spark.version
+        summary["spark_startup_seconds"] = startup_seconds
+        summary["stage_seconds"] = timer.seconds
+        summary["total_seconds"] = round(time.time() - jvm_started_epoch_seconds(spark), 3)
+        text = json.dumps(summary, indent=2, sort_keys=True)
+        write_text(spark, args.summary_uri, text + "\n")
+        LOG.info("summary written to %s:\n%s", args.summary_uri, text)
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

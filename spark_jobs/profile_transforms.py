@@ -1,0 +1,342 @@
+"""Customer-profile transforms: small, pure DataFrame -> DataFrame functions.
+
+No I/O happens here; spark_jobs/customer_profiles.py wires these functions to Kafka, MinIO and
+Elasticsearch. Only built-in Spark SQL functions are used (no Python UDFs): the Compose Spark
+workers run the JVM without this project's Python code.
+
+Calendar values (event date, hour, weekday) are computed from UTC epoch seconds, so the results do
+not depend on ``spark.sql.session.timeZone``. docs/profiles.md defines every feature; the DuckDB
+reference in tests/reference/duckdb_profiles.py computes the same profiles independently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from include.schemas import EVENT_FIELDS, PROFILE_FIELDS, spark_schema
+
+EVENT_SCHEMA = spark_schema(EVENT_FIELDS)
+PROFILE_SCHEMA = spark_schema(PROFILE_FIELDS)
+EVENT_COLUMNS = EVENT_SCHEMA.fieldNames()
+
+# Interaction weight per event type for top_category / top_brand. A removal is no sign of
+# affinity, and an unknown event type weighs nothing either.
+INTERACTION_WEIGHTS = {"view": 1, "cart": 3, "purchase": 5, "remove_from_cart": 0}
+RFM_QUINTILES = 5
+
+SECONDS_PER_DAY = 86_400
+SECONDS_PER_HOUR = 3_600
+MICROS_PER_SECOND = 1_000_000
+# Prices are USD with two decimals; money is summed as exact decimals so that the sum (and the
+# revenue ranking behind m_score) does not depend on the order rows are added in.
+MONEY = "decimal(18,2)"
+
+# A timestamp string is only trusted with an explicit zone (`Z`, `+hh:mm`, ` UTC`): Spark's cast
+# would read a zoneless string in the session time zone.
+_EXPLICIT_ZONE = r"(Z|[+-]\d\d(:?\d\d)?| UTC)$"
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------------
+def _parse_utc_timestamp(text: Column) -> Column:
+    # to_timestamp without a pattern is a cast: it returns null for malformed text instead of
+    # failing the job (a pattern makes Spark 3 raise SparkUpgradeException on some inputs).
+    return F.when(text.rlike(_EXPLICIT_ZONE), F.to_timestamp(text))
+
+
+def _zero(spark_type: str) -> Column:
+    """A non-null literal of the type, used only to declare columns NOT NULL (see _declare)."""
+    value = {"string": "", "date": dt.date(1970, 1, 1), "timestamp": dt.datetime(1970, 1, 1)}.get(spark_type, 0)
+    return F.lit(value).cast(spark_type)
+
+
+def _declare(df: DataFrame, schema: StructType) -> DataFrame:
+    """Select the schema's columns in order, with its types and its nullability.
+
+    Spark marks min()/max()/sum() results and columns from joins nullable even where they cannot
+    be null; coalescing with a literal makes the plan's nullability match the contract, so the
+    Parquet columns are REQUIRED. Callers guarantee the values are never actually null.
+    """
+    columns = []
+    for field in schema.fields:
+        column = F.col(field.name).cast(field.dataType)
+        if not field.nullable and df.schema[field.name].nullable:
+            column = F.coalesce(column, _zero(field.dataType.simpleString()))
+        columns.append(column.alias(field.name))
+    return df.select(*columns)
+
+
+def _conform_events(raw: DataFrame) -> DataFrame:
+    """Typed events from raw columns named like the CSV (event_time already a timestamp)."""
+    columns = []
+    for field in EVENT_SCHEMA.fields:
+        column = F.col(field.name).cast(field.dataType)
+        if field.nullable:  # category_code, brand, user_session: empty means unknown
+            column = F.nullif(column, F.lit(""))
+        columns.append(column.alias(field.name))
+    required = [F.col(field.name).isNotNull() for field in EVENT_SCHEMA.fields if not field.nullable]
+    # Rows missing a required value cannot be profiled; the validator quarantines them before
+    # Kafka, so none are expected here.
+    return _declare(raw.select(*columns).where(reduce(Column.__and__, required)), EVENT_SCHEMA)
+
+
+def parse_kafka_events(kafka_df: DataFrame) -> DataFrame:
+    """Kafka batch rows (binary ``value`` holding one JSON event) -> typed events.
+
+    The JSON object has the CSV column names; event_time is ISO-8601 UTC (``2020-09-24T11:57:06Z``),
+    ids and price are JSON numbers, empty category_code/brand/user_session strings become null.
+    """
+    json_schema = StructType(
+        [
+            StructField(f.name, StringType() if f.name == "event_time" else f.dataType, True)
+            for f in EVENT_SCHEMA.fields
+        ]
+    )
+    parsed = kafka_df.select(F.from_json(F.col("value").cast("string"), json_schema).alias("event")).select("event.*")
+    return _conform_events(parsed.withColumn("event_time", _parse_utc_timestamp(F.col("event_time"))))
+
+
+def read_events_csv(spark: SparkSession, paths: str | list[str]) -> DataFrame:
+    """Events CSV file(s) (``2020-09-24 11:57:06 UTC`` times) -> the same typed events as Kafka gives.
+
+    For tests and benchmarks; the pipeline reads events from Kafka.
+    """
+    as_text = StructType([StructField(name, StringType(), True) for name in EVENT_COLUMNS])
+    raw = spark.read.csv(paths, header=True, schema=as_text, mode="PERMISSIVE")
+    return _conform_events(raw.withColumn("event_time", _parse_utc_timestamp(F.col("event_time"))))
+
+
+def dedupe_events(events: DataFrame) -> DataFrame:
+    """Exact duplicate rows count once."""
+    return events.dropDuplicates()
+
+
+def _utc_date(timestamp: Column) -> Column:
+    return F.date_from_unix_date(F.floor(F.unix_seconds(timestamp) / SECONDS_PER_DAY).cast("int"))
+
+
+def with_event_date(events: DataFrame) -> DataFrame:
+    """Add ``event_date``, the UTC date of event_time (the archive's partition column)."""
+    return events.withColumn("event_date", _utc_date(F.col("event_time")))
+
+
+def _as_date(snapshot_date: dt.date | str) -> dt.date:
+    if isinstance(snapshot_date, dt.datetime):
+        raise TypeError("snapshot_date must be a date, not a datetime")
+    return snapshot_date if isinstance(snapshot_date, dt.date) else dt.date.fromisoformat(snapshot_date)
+
+
+def events_up_to(events: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
+    """Events at or before the end of ``snapshot_date`` (UTC)."""
+    return events.where(_utc_date(F.col("event_time")) <= F.lit(_as_date(snapshot_date)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature families. Each takes the prepared events (see _prepare) and returns one row per user_id.
+# ---------------------------------------------------------------------------------------------
+def _is(event_type: str) -> Column:
+    return F.col("event_type") == event_type
+
+
+def _ratio(numerator: Column, denominator: Column) -> Column:
+    """numerator / denominator as a double; null (never 0 or infinity) when the denominator is 0."""
+    return F.when(denominator > 0, numerator.cast("double") / denominator)
+
+
+def _argmax(key: str, weight: str) -> Column:
+    """Aggregate: the ``key`` with the largest positive ``weight``, the smallest key on ties."""
+    # min over (-weight, key) picks the heaviest, then the alphabetically/numerically first.
+    best = F.min(F.when(F.col(weight) > 0, F.struct((-F.col(weight)).alias("negative_weight"), F.col(key).alias("key"))))
+    return best.getField("key")
+
+
+def _prepare(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
+    interaction_weight = F.lit(0)
+    for event_type, weight in INTERACTION_WEIGHTS.items():
+        interaction_weight = F.when(_is(event_type), weight).otherwise(interaction_weight)
+    return (
+        events.select(*EVENT_COLUMNS)
+        .transform(events_up_to, snapshot_date)
+        # The one shuffle: every per-user aggregate below is clustered by user_id, so Spark reuses
+        # this exchange instead of shuffling the events again for each feature family.
+        .repartition("user_id")
+        .transform(dedupe_events)
+        .transform(with_event_date)
+        .withColumn("event_hour", F.floor(F.pmod(F.unix_seconds("event_time"), F.lit(SECONDS_PER_DAY)) / SECONDS_PER_HOUR).cast("int"))
+        .withColumn("event_weekday", F.weekday("event_date") + 1)  # ISO: 1 = Monday ... 7 = Sunday
+        .withColumn("weight", interaction_weight)
+        .withColumn("amount", F.col("price").cast(MONEY))
+    )
+
+
+def time_features(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
+    snapshot = F.lit(snapshot_date)
+    return events.groupBy("user_id").agg(
+        F.min("event_time").alias("first_seen"),
+        F.max("event_time").alias("last_seen"),
+        F.datediff(snapshot, F.min("event_date")).alias("tenure_days"),
+        F.datediff(snapshot, F.max("event_date")).alias("recency_days"),
+        F.count_distinct("event_date").alias("active_days"),
+    )
+
+
+def session_features(events: DataFrame) -> DataFrame:
+    # Events without a session are one group per user (user_session null): they count as events
+    # but not as a session.
+    per_session = events.groupBy("user_id", "user_session").agg(
+        F.count(F.lit(1)).alias("session_events"),
+        (F.unix_micros(F.max("event_time")) - F.unix_micros(F.min("event_time"))).alias("duration_micros"),
+    )
+    per_user = per_session.groupBy("user_id").agg(
+        F.sum("session_events").alias("events"),
+        F.count("user_session").alias("sessions"),
+        F.sum(F.when(F.col("user_session").isNotNull(), F.col("duration_micros"))).alias("duration_micros"),
+    )
+    return per_user.select(
+        "user_id",
+        "sessions",
+        "events",
+        _ratio(F.col("events"), F.col("sessions")).alias("events_per_session"),
+        _ratio(F.col("duration_micros") / MICROS_PER_SECOND, F.col("sessions")).alias("avg_session_seconds"),
+    )
+
+
+def funnel_features(events: DataFrame) -> DataFrame:
+    counts = events.groupBy("user_id").agg(
+        *(F.count(F.when(_is(kind), 1)).alias(column) for kind, column in (
+            ("view", "views"), ("cart", "carts"), ("purchase", "purchases"), ("remove_from_cart", "remove_from_carts"),
+        ))
+    )
+    views, carts, purchases = F.col("views"), F.col("carts"), F.col("purchases")
+    return counts.select(
+        "*",
+        _ratio(carts, views).alias("view_to_cart_rate"),
+        _ratio(purchases, carts).alias("cart_to_purchase_rate"),
+        _ratio(purchases, views).alias("view_to_purchase_rate"),
+        _ratio(F.greatest(carts - purchases, F.lit(0)), carts).alias("cart_abandonment_rate"),
+    )
+
+
+def money_features(events: DataFrame) -> DataFrame:
+    sums = events.groupBy("user_id").agg(
+        F.count(F.when(_is("purchase"), 1)).alias("purchase_count"),
+        F.count(F.when(_is("view"), 1)).alias("view_count"),
+        F.sum(F.when(_is("purchase"), F.col("amount"))).cast("double").alias("purchase_amount"),
+        F.sum(F.when(_is("view"), F.col("amount"))).cast("double").alias("view_amount"),
+        F.max(F.when(_is("purchase"), F.col("price"))).alias("max_purchase_price"),
+        F.count_distinct(F.when(_is("purchase"), F.col("product_id"))).alias("distinct_products_purchased"),
+    )
+    return sums.select(
+        "user_id",
+        F.coalesce(F.col("purchase_amount"), F.lit(0.0)).alias("revenue"),
+        _ratio(F.col("purchase_amount"), F.col("purchase_count")).alias("avg_order_value"),
+        "max_purchase_price",
+        "distinct_products_purchased",
+        _ratio(F.col("view_amount"), F.col("view_count")).alias("avg_viewed_price"),
+    )
+
+
+def _quintile(order: Column, purchasers: Column) -> Column:
+    """1 + floor(5 * (rank - 1) / n): RANK() gives ties the same (lowest) rank, hence the same score."""
+    rank = F.rank().over(Window.orderBy(order))
+    return (1 + F.floor((rank - 1) * RFM_QUINTILES / purchasers)).cast("int")
+
+
+def rfm_features(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
+    """Scores for the snapshot's purchasing customers only (the others get 0 in build_profiles)."""
+    purchasers = (
+        events.where(_is("purchase"))
+        .groupBy("user_id")
+        .agg(
+            F.datediff(F.lit(snapshot_date), F.max("event_date")).alias("days_since_last_purchase"),
+            F.count(F.lit(1)).alias("purchase_count"),
+            F.sum("amount").alias("purchase_amount"),
+        )
+    )
+    # The quintiles rank all purchasers together (one partition); the input is one small row each.
+    n = F.count(F.lit(1)).over(Window.partitionBy())
+    return purchasers.select(
+        "user_id",
+        "days_since_last_purchase",
+        _quintile(F.col("days_since_last_purchase").desc(), n).alias("r_score"),
+        _quintile(F.col("purchase_count").asc(), n).alias("f_score"),
+        _quintile(F.col("purchase_amount").asc(), n).alias("m_score"),
+    )
+
+
+def rfm_segment(r: Column, f: Column, m: Column, purchases: Column, carts: Column) -> Column:
+    """Named segment; the first matching rule wins (docs/profiles.md has the table)."""
+    return (
+        F.when((purchases == 0) & (carts > 0), "Cart abandoners")
+        .when(purchases == 0, "Browsers")
+        .when((r >= 4) & (f >= 4) & (m >= 4), "Champions")
+        .when((r >= 3) & (f >= 4), "Loyal")
+        .when((r <= 2) & ((f >= 4) | (m >= 4)), "At risk")
+        .when(r >= 4, "New")
+        .when(r <= 2, "Hibernating")
+        .otherwise("Need attention")
+    )
+
+
+def _affinity(events: DataFrame, column: str, top: str, share: str, distinct: str) -> DataFrame:
+    per_value = (
+        events.where(F.col(column).isNotNull())
+        .groupBy("user_id", column)
+        .agg(F.sum("weight").alias("weight"))
+    )
+    per_user = per_value.groupBy("user_id").agg(
+        _argmax(column, "weight").alias(top),
+        F.max("weight").alias("top_weight"),
+        F.sum("weight").alias("total_weight"),
+        F.count(F.lit(1)).alias(distinct),
+    )
+    # Weights are >= 0, so total_weight > 0 exactly when a top value exists; otherwise the top
+    # value and its share are both null.
+    return per_user.select("user_id", top, _ratio(F.col("top_weight"), F.col("total_weight")).alias(share), distinct)
+
+
+def affinity_features(events: DataFrame) -> DataFrame:
+    """Users without any categorised or branded event are absent (build_profiles fills in)."""
+    categories = _affinity(events, "category_code", "top_category", "top_category_share", "distinct_categories")
+    brands = _affinity(events, "brand", "top_brand", "top_brand_share", "distinct_brands")
+    return categories.join(brands, "user_id", "full")
+
+
+def habit_features(events: DataFrame) -> DataFrame:
+    def preferred(column: str, name: str) -> DataFrame:
+        counts = events.groupBy("user_id", column).agg(F.count(F.lit(1)).alias("n"))
+        return counts.groupBy("user_id").agg(_argmax(column, "n").alias(name))
+
+    return preferred("event_hour", "preferred_hour").join(preferred("event_weekday", "preferred_weekday"), "user_id")
+
+
+def build_profiles(events: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
+    """One profile per user with an event at or before the end of ``snapshot_date`` (UTC).
+
+    ``events`` are typed events (parse_kafka_events / read_events_csv); extra columns such as
+    event_date are ignored. The result has exactly PROFILE_SCHEMA (include/schemas.py).
+    """
+    snapshot = _as_date(snapshot_date)
+    prepared = _prepare(events, snapshot)
+    profiles = (
+        time_features(prepared, snapshot)
+        .join(session_features(prepared), "user_id")
+        .join(funnel_features(prepared), "user_id")
+        .join(money_features(prepared), "user_id")
+        .join(habit_features(prepared), "user_id")
+        .join(affinity_features(prepared), "user_id", "left")
+        .join(rfm_features(prepared, snapshot), "user_id", "left")
+        .fillna(0, subset=["r_score", "f_score", "m_score", "distinct_categories", "distinct_brands"])
+    )
+    profiles = profiles.select(
+        "*",
+        F.lit(snapshot).alias("snapshot_date"),
+        rfm_segment(F.col("r_score"), F.col("f_score"), F.col("m_score"), F.col("purchases"), F.col("carts")).alias("rfm_segment"),
+    )
+    return _declare(profiles, PROFILE_SCHEMA)

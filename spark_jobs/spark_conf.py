@@ -1,0 +1,190 @@
+"""Spark configuration for the customer-profile job, shared by the DAG, the job and the tests.
+
+Plain functions of plain values (endpoint, credentials, paths): the DAG feeds them values from
+Airflow connections, the tests from the environment (.env). Nothing here imports Airflow or
+pyspark, so the DAG parser and the Spark driver can both import it cheaply.
+
+Connector jars come from the local cache that ``scripts/spark_jars.sh`` fills
+(``local_jars``); no job resolves packages at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# 2 local cores: a few shuffle partitions per core keep tasks busy without tiny-task overhead
+# (Spark's default of 200 costs seconds of scheduling on a laptop-sized dataset).
+DEFAULT_SHUFFLE_PARTITIONS = 4
+DEFAULT_DRIVER_MEMORY = "2g"
+
+# Kafka offset sentinels in Spark's per-partition offsets JSON.
+EARLIEST = -2
+LATEST = -1
+
+
+def local_jars(jars_dir: str | os.PathLike | None = None) -> list[str]:
+    """Absolute paths of the cached connector jars (sorted), for ``--jars`` / ``spark.jars``.
+
+    ``jars_dir`` defaults to $SPARK_JARS_DIR. Raises if the cache is empty, so a job never
+    starts without its connectors (and never falls back to downloading them).
+    """
+    directory = Path(jars_dir or os.environ.get("SPARK_JARS_DIR", ".cache/spark-jars")).resolve()
+    jars = sorted(str(p) for p in directory.glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"no connector jars in {directory}: run scripts/spark_jars.sh")
+    return jars
+
+
+def s3a_conf(
+    endpoint_url: str,
+    access_key: str,
+    secret_key: str,
+    region: str = "us-east-1",
+) -> dict[str, str]:
+    """``spark.hadoop.fs.s3a.*`` settings for an S3-compatible store such as MinIO."""
+    scheme = urlsplit(endpoint_url).scheme or "https"
+    prefix = "spark.hadoop.fs.s3a."
+    return {
+        prefix + "endpoint": endpoint_url,
+        # MinIO serves buckets as paths (http://host:9000/bucket), not as virtual hosts.
+        prefix + "path.style.access": "true",
+        prefix + "connection.ssl.enabled": "true" if scheme == "https" else "false",
+        # A custom endpoint has no region to derive; without one the SDK guesses and warns.
+        prefix + "endpoint.region": region,
+        prefix + "access.key": access_key,
+        prefix + "secret.key": secret_key,
+        # Only the given keys: the default chain would also probe EC2 instance metadata.
+        prefix + "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        prefix + "impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        # The classic rename-based committer: the S3A committers need spark-hadoop-cloud (not in
+        # pyspark) and do not support dynamic partition overwrite; MinIO is strongly
+        # consistent, so rename (copy + delete) is correct, just slower for big outputs.
+        prefix + "committer.name": "file",
+        "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "1",
+        # No _SUCCESS objects in the lake: readers (DuckDB, pyarrow) would trip over them.
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    }
+
+
+def s3a_conf_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """``s3a_conf`` from the .env variables of the local stack (MINIO_ENDPOINT, MINIO_ROOT_*)."""
+    return s3a_conf(environ["MINIO_ENDPOINT"], environ["MINIO_ROOT_USER"], environ["MINIO_ROOT_PASSWORD"])
+
+
+def es_write_options(
+    es_nodes: str,
+    index: str,
+    id_field: str = "user_id",
+    user: str | None = None,
+    password: str | None = None,
+) -> dict[str, str]:
+    """Options for ``DataFrame.write.format("es")`` into an index that already has its mapping.
+
+    ``es_nodes`` is a URL such as ``http://localhost:9200``.
+    """
+    url = urlsplit(es_nodes if "://" in es_nodes else f"http://{es_nodes}")
+    options = {
+        "es.resource": index,
+        "es.nodes": url.hostname or "localhost",
+        "es.port": str(url.port or (443 if url.scheme == "https" else 9200)),
+        "es.net.ssl": "true" if url.scheme == "https" else "false",
+        # Talk only to the given address: the published node addresses of a Docker or
+        # single-node cluster are not reachable from the Spark driver.
+        "es.nodes.wan.only": "true",
+        # The index and its strict mapping are created beforehand; never let the connector
+        # invent a dynamic mapping.
+        "es.index.auto.create": "false",
+        "es.mapping.id": id_field,
+        # index = create or replace by _id: a rerun rewrites the same documents.
+        "es.write.operation": "index",
+        # Each task sends bulks of up to 5000 docs / 5 MB (defaults 1000 / 1 MB): fewer round
+        # trips for ~1 kB profile documents, well inside a 1 GB heap.
+        "es.batch.size.entries": "5000",
+        "es.batch.size.bytes": "5mb",
+        "es.batch.write.retry.count": "3",
+        "es.batch.write.retry.wait": "10s",
+        # One refresh when each task finishes, so the documents are searchable once the job ends.
+        "es.batch.write.refresh": "true",
+        # Keep nullable fields as explicit nulls: each document has every profile field.
+        "es.spark.dataframe.write.null": "true",
+    }
+    if user:
+        options["es.net.http.auth.user"] = user
+        options["es.net.http.auth.pass"] = password or ""
+    return options
+
+
+def offsets_json(topic: str, offsets: Mapping[int, int]) -> str:
+    """Spark's per-partition offsets JSON: ``{"topic": {"0": 42, "1": -2}}``."""
+    return json.dumps({topic: {str(partition): int(offset) for partition, offset in sorted(offsets.items())}})
+
+
+def kafka_batch_options(
+    bootstrap_servers: str,
+    topic: str,
+    starting_offsets: str,
+    ending_offsets: str,
+) -> dict[str, str]:
+    """Options for ``spark.read.format("kafka")``: a bounded batch [starting, ending) per partition."""
+    return {
+        "kafka.bootstrap.servers": bootstrap_servers,
+        "subscribe": topic,
+        "startingOffsets": starting_offsets,
+        "endingOffsets": ending_offsets,
+        # Offsets already deleted by retention must fail the run: archiving a partial range
+        # would overwrite a complete event_date partition with fewer events.
+        "failOnDataLoss": "true",
+    }
+
+
+def job_conf(
+    s3a: Mapping[str, str],
+    jars_dir: str | os.PathLike | None = None,
+    driver_memory: str | None = None,
+    shuffle_partitions: int = DEFAULT_SHUFFLE_PARTITIONS,
+    ui_enabled: bool = True,
+) -> dict[str, str]:
+    """Every ``--conf`` the profile job needs (pass to SparkSubmitOperator(conf=...) or spark-submit).
+
+    ``s3a`` is the result of ``s3a_conf``; ``driver_memory`` defaults to $SPARK_DRIVER_MEMORY.
+    """
+    conf = {
+        "spark.jars": ",".join(local_jars(jars_dir)),
+        "spark.driver.memory": driver_memory or os.environ.get("SPARK_DRIVER_MEMORY", DEFAULT_DRIVER_MEMORY),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        # Overwrites replace only the partitions a write touches (the run's event dates).
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.ui.enabled": "true" if ui_enabled else "false",
+        # Parquet timestamps as INT64 micros (not legacy INT96) so DuckDB/pyarrow read them as-is.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    }
+    conf.update(s3a)
+    return conf
+
+
+def spark_submit_conf_args(conf: Mapping[str, str]) -> list[str]:
+    """``--conf key=value`` arguments for a spark-submit command line."""
+    args: list[str] = []
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    return args
+
+
+def spark_submit_command(
+    application: str | os.PathLike,
+    application_args: list[str],
+    conf: Mapping[str, str],
+    master: str = "local[2]",
+    spark_submit: str = "spark-submit",
+) -> list[str]:
+    """A spark-submit argv (for scripts and tests; the DAG uses SparkSubmitOperator instead).
+
+    Jars go through ``spark.jars`` in ``conf`` (see ``job_conf``), which spark-submit treats
+    exactly like ``--jars``.
+    """
+    return [spark_submit, "--master", master, *spark_submit_conf_args(conf), str(application), *application_args]

@@ -1,0 +1,313 @@
+"""End to end: spark_jobs/customer_profiles.py via spark-submit against the real stack.
+
+A few hundred hand-made events (with exact duplicates, three partitions, three dates and one
+date after the snapshot) go to a fresh topic; the job's outputs are checked in MinIO (archive,
+snapshot, summary) and Elasticsearch (a fresh index with the project's mapping). A second run
+over the same offsets must leave the archive and the index unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import uuid
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs
+import pyarrow.parquet as pq
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from elasticsearch import Elasticsearch
+
+from include.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, es_mapping
+from spark_jobs.spark_conf import job_conf, offsets_json, s3a_conf_from_env, spark_submit_command
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+JOB = PROJECT_ROOT / "spark_jobs" / "customer_profiles.py"
+PARTITIONS = 3
+DATES = [date(2020, 9, 24), date(2020, 9, 25), date(2020, 9, 26)]
+SNAPSHOT_DATE = date(2020, 9, 25)  # events of 2020-09-26 are archived but not profiled
+RUN_DATE = date(2020, 9, 26)
+
+
+# ------------------------------------------------------------------------------------------
+# Test data
+# ------------------------------------------------------------------------------------------
+def make_events(seed: int = 7) -> list[dict]:
+    """~300 events of 24 users over DATES; users 19-digit like the dataset's."""
+    rng = random.Random(seed)
+    users = [1515915625440000000 + i * 7919 for i in range(24)]
+    events = []
+    for user_index, user_id in enumerate(users):
+        # Users 20..23 are only active after the snapshot date: archived, not profiled.
+        user_dates = DATES[2:] if user_index >= 20 else DATES[: 1 + user_index % 3]
+        for day in user_dates:
+            session = f"s-{user_id}-{day.isoformat()}"
+            start = datetime(day.year, day.month, day.day, rng.randrange(0, 22), rng.randrange(60), tzinfo=timezone.utc)
+            for n in range(rng.randrange(3, 9)):
+                moment = start + timedelta(minutes=3 * n, seconds=rng.randrange(60))
+                kind = rng.choices(["view", "cart", "purchase", "remove_from_cart"], [70, 15, 10, 5])[0]
+                events.append({
+                    "event_time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "event_type": kind,
+                    "product_id": 1000 + rng.randrange(40),
+                    "category_id": 2144415922528452715 + rng.randrange(5),
+                    "category_code": rng.choice(["electronics.telephone", "computers.notebook", "", "electronics.audio.headphone"]),
+                    "brand": rng.choice(["samsung", "apple", "", "sony"]),
+                    "price": round(rng.uniform(1, 900), 2),
+                    "user_id": user_id,
+                    "user_session": session if n % 5 else rng.choice([session, ""]),
+                })
+    return events
+
+
+def expected_facts(events: list[dict]) -> dict:
+    unique = {json.dumps(e, sort_keys=True) for e in events}
+    unique_events = [json.loads(e) for e in unique]
+
+    def event_date(e):
+        return e["event_time"][:10]
+
+    profiled = [e for e in unique_events if event_date(e) <= SNAPSHOT_DATE.isoformat()]
+    return {
+        "unique_events": len(unique_events),
+        "events_per_date": dict(Counter(event_date(e) for e in unique_events)),
+        "profiled_events": len(profiled),
+        "profiled_users": {e["user_id"] for e in profiled},
+        "profiled": profiled,
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Real-service helpers
+# ------------------------------------------------------------------------------------------
+def minio_filesystem() -> pyarrow.fs.S3FileSystem:
+    scheme, host = os.environ["MINIO_ENDPOINT"].split("://", 1)
+    return pyarrow.fs.S3FileSystem(
+        access_key=os.environ["MINIO_ROOT_USER"],
+        secret_key=os.environ["MINIO_ROOT_PASSWORD"],
+        endpoint_override=host,
+        scheme=scheme,
+        region="us-east-1",
+    )
+
+
+def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    errors: list[str] = []
+    for event in events:
+        producer.produce(
+            topic,
+            key=str(event["user_id"]),
+            value=json.dumps(event),
+            on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
+        )
+    assert producer.flush(30) == 0
+    assert not errors, errors
+
+
+def watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watermarks-{uuid.uuid4().hex}"})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
+    finally:
+        consumer.close()
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def as_utc(value: datetime) -> datetime:
+    """Parquet timestamps read back tz-aware (UTC-adjusted) or naive (then UTC by contract)."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def list_files(fs: pyarrow.fs.S3FileSystem, prefix: str) -> list[pyarrow.fs.FileInfo]:
+    selector = pyarrow.fs.FileSelector(prefix, recursive=True, allow_not_found=True)
+    return [info for info in fs.get_file_info(selector) if info.type == pyarrow.fs.FileType.File]
+
+
+# ------------------------------------------------------------------------------------------
+# Fixtures
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def events() -> list[dict]:
+    events = make_events()
+    # Exact duplicates (a producer retry, a re-sent file): must count once.
+    return events + events[:25]
+
+
+@pytest.fixture(scope="module")
+def topic_range(stack, events):
+    admin = AdminClient({"bootstrap.servers": stack["kafka"]})
+    topic = f"test_profiles_{uuid.uuid4().hex[:12]}"
+    for future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
+        future.result(timeout=30)
+    starting = watermarks(stack["kafka"], topic)
+    produce(stack["kafka"], topic, events)
+    ending = watermarks(stack["kafka"], topic)
+    yield topic, starting, ending
+    admin.delete_topics([topic])
+
+
+@pytest.fixture(scope="module")
+def es_index(stack):
+    client = Elasticsearch(stack["elasticsearch"])
+    index = f"test_customer_profiles_{uuid.uuid4().hex[:12]}"
+    client.indices.create(index=index, **es_mapping())
+    yield client, index
+    client.indices.delete(index=index, ignore_unavailable=True)
+
+
+@pytest.fixture(scope="module")
+def lake(stack):
+    """A private lake root (bucket/tests/<unique>) so the test never touches the real layout."""
+    root = f"{stack['bucket']}/tests/profiles_job_{uuid.uuid4().hex[:12]}"
+    yield root
+    minio_filesystem().delete_dir_contents(root, missing_dir_ok=True)
+
+
+@pytest.fixture(scope="module")
+def submit(stack, topic_range, es_index, lake, tmp_path_factory):
+    topic, starting, ending = topic_range
+    _, index = es_index
+    conf = job_conf(s3a_conf_from_env(), driver_memory="2g", ui_enabled=False)
+    logs = tmp_path_factory.mktemp("spark-logs")
+    runs = []
+
+    def run_job() -> dict:
+        summary_key = f"{lake}/runs/run_date={RUN_DATE.isoformat()}/spark_summary_{len(runs)}.json"
+        command = spark_submit_command(
+            JOB,
+            [
+                "--bootstrap-servers", stack["kafka"],
+                "--topic", topic,
+                "--starting-offsets", offsets_json(topic, starting),
+                "--ending-offsets", offsets_json(topic, ending),
+                "--snapshot-date", SNAPSHOT_DATE.isoformat(),
+                "--run-date", RUN_DATE.isoformat(),
+                "--lake-uri", f"s3a://{lake}",
+                "--es-nodes", stack["elasticsearch"],
+                "--es-index", index,
+                "--summary-uri", f"s3a://{summary_key}",
+            ],
+            conf,
+            spark_submit=str(Path(os.environ["VENV"]) / "bin" / "spark-submit"),
+        )
+        log = logs / f"run{len(runs)}.log"
+        with log.open("w") as out:
+            result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=900, cwd=PROJECT_ROOT)
+        assert result.returncode == 0, log.read_text()[-8000:]
+        with minio_filesystem().open_input_stream(summary_key) as stream:
+            summary = json.loads(stream.read())
+        runs.append(summary)
+        return summary
+
+    return run_job
+
+
+@pytest.fixture(scope="module")
+def first_run(submit):
+    return submit()
+
+
+# ------------------------------------------------------------------------------------------
+# Tests
+# ------------------------------------------------------------------------------------------
+def test_summary_counts_are_consistent(first_run, events, topic_range):
+    facts = expected_facts(events)
+    _, starting, ending = topic_range
+    assert first_run["kafka_records"] == len(events) == sum(ending.values()) - sum(starting.values())
+    assert first_run["events_parsed"] == len(events)
+    assert first_run["records_unparsed"] == 0
+    assert first_run["duplicates_dropped"] == len(events) - facts["unique_events"] > 0
+    assert first_run["events_archived"] == facts["unique_events"]
+    assert first_run["events_per_date"] == facts["events_per_date"]
+    assert first_run["dates_archived"] == [d.isoformat() for d in DATES]
+    assert first_run["archive_events_total"] == facts["profiled_events"]
+    assert first_run["profiles"] == first_run["distinct_users"] == len(facts["profiled_users"])
+    assert first_run["snapshot_date"] == SNAPSHOT_DATE.isoformat()
+    assert first_run["spark_startup_seconds"] > 0
+    assert set(first_run["stage_seconds"]) >= {"read_kafka", "archive", "build_and_write_snapshot", "write_elasticsearch"}
+
+
+def test_archive_has_one_partition_per_event_date(first_run, lake, events):
+    fs = minio_filesystem()
+    files = list_files(fs, f"{lake}/raw/events")
+    partitions = {info.path.split("/raw/events/")[1].split("/")[0] for info in files}
+    assert partitions == {f"event_date={d.isoformat()}" for d in DATES}
+    assert not [f.path for f in files if "/." in f.path or "/_" in f.path], "staging or marker objects left behind"
+    archive = ds.dataset(f"{lake}/raw/events", filesystem=fs, format="parquet", partitioning="hive").to_table()
+    assert archive.num_rows == expected_facts(events)["unique_events"]
+
+
+def test_snapshot_has_exactly_the_profile_fields(first_run, lake, events):
+    fs = minio_filesystem()
+    snapshot = f"{lake}/profiles/snapshot_date={SNAPSHOT_DATE.isoformat()}"
+    table = ds.dataset(snapshot, filesystem=fs, format="parquet").to_table()
+    assert table.column_names == list(PROFILE_COLUMNS)
+    facts = expected_facts(events)
+    assert sorted(table.column("user_id").to_pylist()) == sorted(facts["profiled_users"])
+    assert set(table.column("snapshot_date").to_pylist()) == {SNAPSHOT_DATE}
+    # One user's plain counts, recomputed here from the events themselves.
+    user_id = min(facts["profiled_users"])
+    mine = [e for e in facts["profiled"] if e["user_id"] == user_id]
+    row = table.filter(pc.equal(table.column("user_id"), user_id)).to_pylist()[0]
+    assert row["events"] == len(mine)
+    assert row["purchases"] == sum(e["event_type"] == "purchase" for e in mine)
+    assert as_utc(row["first_seen"]) == parse_utc(min(e["event_time"] for e in mine))
+
+
+def test_elasticsearch_has_one_document_per_user_equal_to_parquet(first_run, es_index, lake):
+    client, index = es_index
+    client.indices.refresh(index=index)
+    assert client.count(index=index)["count"] == first_run["distinct_users"]
+
+    table = pq.ParquetDataset(f"{lake}/profiles/snapshot_date={SNAPSHOT_DATE.isoformat()}", filesystem=minio_filesystem()).read()
+    row = max(table.to_pylist(), key=lambda r: (r["events"], r["user_id"]))
+    document = client.get(index=index, id=str(row["user_id"]))["_source"]
+    assert set(document) == set(PROFILE_COLUMNS)
+    for field in PROFILE_FIELDS:
+        parquet_value, es_value = row[field.name], document[field.name]
+        if field.name == "user_id":
+            assert es_value == str(parquet_value)  # keyword: all 19 digits kept
+        elif parquet_value is None:
+            assert es_value is None, field.name
+        elif field.type == "date":
+            assert es_value == parquet_value.isoformat()
+        elif field.type == "timestamp":
+            assert parse_utc(es_value) == as_utc(parquet_value), field.name
+        elif field.type == "double":
+            assert es_value == pytest.approx(parquet_value, rel=1e-12), field.name
+        else:
+            assert es_value == parquet_value, field.name
+
+
+def test_rerun_of_the_same_offsets_changes_nothing(first_run, submit, es_index, lake):
+    fs = minio_filesystem()
+
+    def archive_state():
+        table = ds.dataset(f"{lake}/raw/events", filesystem=fs, format="parquet", partitioning="hive").to_table()
+        rows = Counter(json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist())
+        return table.num_rows, rows
+
+    rows_before, content_before = archive_state()
+    client, index = es_index
+    second_run = submit()
+
+    rows_after, content_after = archive_state()
+    assert rows_after == rows_before
+    assert content_after == content_before
+    assert max(content_after.values()) == 1, "an event is archived twice"
+    client.indices.refresh(index=index)
+    assert client.count(index=index)["count"] == first_run["distinct_users"]
+    for key in ("kafka_records", "events_archived", "archive_events_total", "profiles", "distinct_users", "dates_archived"):
+        assert second_run[key] == first_run[key], key
