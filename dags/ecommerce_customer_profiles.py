@@ -23,7 +23,6 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Param, task
 
@@ -32,8 +31,8 @@ from ecommerce.producer import ProduceEventsOperator
 from ecommerce.profile_index import CreateProfileIndexOperator, PublishProfileIndexOperator, elasticsearch_client
 from ecommerce.run_plan import MACROS, PROJECT_DIR
 from ecommerce.run_summary import check_and_summarise
+from ecommerce.spark_submit import ProfileJobSubmitOperator
 from ecommerce.validation import ValidateEventsOperator
-from spark_jobs.spark_conf import dag_spark_conf, local_jars
 
 TOPIC = os.environ.get("KAFKA_TOPIC", "ecommerce_events")
 BUCKET = os.environ.get("MINIO_BUCKET", "datalake")
@@ -94,13 +93,12 @@ with DAG(
         es_conn_id="elasticsearch_default",
     )
 
-    build_profiles = SparkSubmitOperator(
+    build_profiles = ProfileJobSubmitOperator(
         task_id="build_profiles",
         conn_id="spark_default",
+        lake_conn_id="minio_default",
         application=str(PROJECT_DIR / "spark_jobs" / "customer_profiles.py"),
         name="customer_profiles_{{ ds_nodash }}",
-        jars=",".join(local_jars()),
-        conf=dag_spark_conf(lake_conn_id="minio_default"),
         env_vars={"PYTHONPATH": str(PROJECT_DIR)},
         application_args=[
             "--bootstrap-servers", "{{ conn.kafka_default.extra_dejson['bootstrap.servers'] }}",

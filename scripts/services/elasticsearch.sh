@@ -35,9 +35,6 @@ _es_cache_dir() { printf '%s/elasticsearch/%s\n' "$CACHE_DIR" "$(_es_version)"; 
 # ES_HOME of the unpacked distribution.
 elasticsearch_home() { printf '%s/elasticsearch-%s\n' "$(_es_cache_dir)" "$(_es_version)"; }
 
-# Runtime folders: data as the brief of the stack says, the rest next to it.
-_es_runtime_dir() { printf '%s/elasticsearch\n' "$STACK_DIR"; }  # generated config, tmp
-_es_logs_dir() { printf '%s/elasticsearch\n' "$STACK_LOG_DIR"; }  # the server's own log files
 
 elasticsearch_provision() {
   _es_provision_distribution && _es_provision_root_endpoint
@@ -259,23 +256,22 @@ EOF
 }
 
 elasticsearch_start() {
-  local home runtime_dir conf_dir data_dir logs_dir tmp_dir
+  local home root conf_dir
   home=$(elasticsearch_home)
-  runtime_dir=$(_es_runtime_dir)
-  conf_dir="$runtime_dir/config"
-  tmp_dir="$runtime_dir/tmp"
-  data_dir=$(stack_data_dir elasticsearch)
-  logs_dir=$(_es_logs_dir)
+  # Everything the server writes lives under its data folder, so `stack.sh clean elasticsearch`
+  # removes it all: data/ (path.data), config/ (generated, plus the keystore the server creates),
+  # logs/ (its own log files; the console copy goes to $STACK_LOG_DIR/elasticsearch.log), tmp/.
+  root=$(stack_data_dir elasticsearch)
+  conf_dir="$root/config"
   [ -x "$home/bin/elasticsearch" ] || { stack_fail "elasticsearch: not provisioned ($home)"; return 1; }
-  mkdir -p "$conf_dir/jvm.options.d" "$tmp_dir" "$data_dir" "$logs_dir"
-  _es_write_config "$conf_dir" "$data_dir" "$logs_dir"
+  mkdir -p "$conf_dir/jvm.options.d" "$root/data" "$root/logs" "$root/tmp"
+  _es_write_config "$conf_dir" "$root/data" "$root/logs"
 
   local -a as_user
   read -r -a as_user <<<"$(_es_as_service_user)"
   if [ ${#as_user[@]} -gt 0 ]; then
     _es_ensure_service_user || return 1
-    # The server writes its keystore into the config folder, besides data, logs and tmp.
-    chown -R "$ES_RUN_AS_USER:" "$runtime_dir" "$data_dir" "$logs_dir"
+    chown -R "$ES_RUN_AS_USER:" "$root"
     if ! "${as_user[@]}" test -r "$home/lib/elasticsearch-$(_es_version).jar"; then
       stack_fail "elasticsearch: user '$ES_RUN_AS_USER' cannot read $home; every folder above it must be" \
         "world-executable (e.g. chmod o+x on the checkout's parents) or set ES_RUN_AS_USER to a user who can"
@@ -283,6 +279,6 @@ elasticsearch_start() {
     fi
   fi
   # env -u JAVA_HOME: the launcher only warns about it; ES_JAVA_HOME is the one it uses.
-  ES_JAVA_HOME="$JAVA_HOME" ES_PATH_CONF="$conf_dir" ES_TMPDIR="$tmp_dir" HOME="$runtime_dir" \
+  ES_JAVA_HOME="$JAVA_HOME" ES_PATH_CONF="$conf_dir" ES_TMPDIR="$root/tmp" HOME="$root" \
     stack_spawn elasticsearch "${as_user[@]}" env -u JAVA_HOME "$home/bin/elasticsearch"
 }
