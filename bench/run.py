@@ -302,29 +302,40 @@ def stage_validate(csv_path: Path, staging_dir: Path) -> dict[str, Any]:
 
 
 def stage_produce(staging_path: str, topic: str, accepted: int, py_spy_dir: Path | None) -> dict[str, Any]:
-    """The DAG's own produce code, into a fresh topic."""
+    """The DAG's own produce code (ecommerce.producer, as ProduceEventsOperator runs it) into a
+    fresh topic; the rate is over the whole call (producer set-up and final flush included)."""
     from ecommerce import producer
 
     create_topic(topic)
     say(f"produce: {accepted:,} events -> topic {topic} with the DAG's producer")
+    error: Exception | None = None
+    result: dict[str, Any] = {}
     with PySpy(py_spy_dir, "produce") as spy:
         started = time.perf_counter()
-        result = dict(producer.produce_staging_file(staging_path, topic, kafka_config=kafka_config()))
+        try:
+            result = dict(producer.produce_staging_file(staging_path, topic, kafka_config=kafka_config(),
+                                                        expected_count=accepted))
+        except Exception as exc:  # noqa: BLE001 - still count what reached the topic
+            error = exc
         seconds = time.perf_counter() - started
     in_topic = topic_message_count(topic)
     delivered = int(result.get("delivered", in_topic))
     out = {
         "produce_s": round(seconds, 3),
         "produce_events_per_s": round(delivered / seconds, 1),
+        "produce_loop_events_per_s": result.get("events_per_second"),
         "produce_delivered": delivered,
         "produce_topic_messages": in_topic,
         "lost_events": accepted - in_topic,
-        "produce_result": result,
+        "produce_offsets": {k: result[k] for k in ("starting_offsets", "ending_offsets") if k in result},
+        "produce_compression": result.get("compression"),
     }
     if spy.output:
         out["produce_profile"] = spy.top()
     say(f"produce: {delivered:,} delivered, {in_topic:,} in the topic, lost {out['lost_events']:,}, "
         f"{seconds:.1f}s = {out['produce_events_per_s']:,.0f} events/s")
+    if error is not None:
+        raise RuntimeError(f"producer failed after {seconds:.1f}s ({in_topic} in topic): {error}") from error
     return out
 
 
@@ -374,13 +385,15 @@ def spark_submit_command(args_for_job: list[str], event_log_dir: Path) -> list[s
         spark_submit=str(Path(sys.executable).parent / "spark-submit"))
 
 
-def stage_spark(topic: str, bucket: str, index: str, snapshot_date: str, run_date: str,
-                log_dir: Path) -> dict[str, Any]:
+def stage_spark(topic: str, offsets: dict[str, str], bucket: str, index: str, snapshot_date: str,
+                run_date: str, log_dir: Path) -> dict[str, Any]:
     from include.schemas import es_mapping
 
-    offsets = topic_offsets(topic)
-    starting = json.dumps({topic: {str(p): low for p, (low, _high) in offsets.items()}})
-    ending = json.dumps({topic: {str(p): high for p, (_low, high) in offsets.items()}})
+    if not offsets:  # the producer's own range when it returned one, else the whole topic
+        watermarks = topic_offsets(topic)
+        offsets = {"starting_offsets": json.dumps({topic: {str(p): lo for p, (lo, _hi) in watermarks.items()}}),
+                   "ending_offsets": json.dumps({topic: {str(p): hi for p, (_lo, hi) in watermarks.items()}})}
+    starting, ending = offsets["starting_offsets"], offsets["ending_offsets"]
     es_client().indices.create(index=index, **es_mapping())
     summary_key = f"runs/run_date={run_date}/spark_summary.json"
     event_log_dir = log_dir / "spark-events"
@@ -789,7 +802,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          args.baseline_max_events))
         if "spark" not in skip and result.get("produce_topic_messages"):
             create_bucket(names["bucket"])
-            run_stage("spark", lambda: stage_spark(names["produce_topic"], names["bucket"], names["index"],
+            run_stage("spark", lambda: stage_spark(names["produce_topic"], result.get("produce_offsets") or {},
+                                                   names["bucket"], names["index"],
                                                    str(snapshot_date), DAG_LOGICAL_DATE, log_dir))
         if not args.keep_outputs:
             delete_topics([t for t in topics if t != names["baseline_topic"] or "baseline" not in skip])

@@ -131,10 +131,16 @@ PROFILE_COLUMNS: tuple[str, ...] = tuple(f.name for f in PROFILE_FIELDS)
 
 
 def spark_schema(fields: tuple[Field, ...] = PROFILE_FIELDS):
-    """A pyspark StructType for ``fields`` (pyspark is imported lazily)."""
-    from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+    """A pyspark StructType for ``fields`` (pyspark is imported lazily; no SparkContext needed)."""
+    from pyspark.sql import types as T
 
-    return StructType([StructField(f.name, _parse_datatype_string(f.spark_type), f.nullable) for f in fields])
+    # Built directly rather than parsed from type strings: _parse_datatype_string needs a running
+    # SparkContext, and modules build schemas at import time.
+    spark_types = {
+        "string": T.StringType(), "int": T.IntegerType(), "bigint": T.LongType(),
+        "double": T.DoubleType(), "date": T.DateType(), "timestamp": T.TimestampType(),
+    }
+    return T.StructType([T.StructField(f.name, spark_types[f.spark_type], f.nullable) for f in fields])
 
 
 def es_mapping(fields: tuple[Field, ...] = PROFILE_FIELDS) -> dict:

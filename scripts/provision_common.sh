@@ -46,7 +46,12 @@ stack_spawn() {
   printf '\n===== %s starting %s =====\n' "$(date -u +%FT%TZ)" "$name" >>"$log_file"
   # Not a job-control shell, so the child is not a group leader and setsid execs in place:
   # $! is the service's own pid.
-  setsid "$@" >>"$log_file" 2>&1 </dev/null &
+  # The service must not inherit stack.sh's lock (it would hold it for its whole life).
+  if [ -n "${STACK_LOCK_FD:-}" ]; then
+    setsid "$@" >>"$log_file" 2>&1 </dev/null {STACK_LOCK_FD}>&- &
+  else
+    setsid "$@" >>"$log_file" 2>&1 </dev/null &
+  fi
   printf '%s\n' "$!" >"$pid_file"
 }
 

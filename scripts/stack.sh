@@ -215,6 +215,20 @@ cmd_clean() {
   stack_say "removed runtime data and logs of: ${services[*]}"
 }
 
+# Several test sessions may run `up` at once: one stack.sh at a time changes the stack (the
+# others wait, then find it up). stack_spawn closes this descriptor for the services.
+take_lock() {
+  mkdir -p "$STACK_DIR"
+  exec {STACK_LOCK_FD}>"$STACK_DIR/stack.lock"
+  if ! flock -n "$STACK_LOCK_FD"; then
+    stack_say "waiting for another scripts/stack.sh to finish"
+    flock "$STACK_LOCK_FD"
+  fi
+}
+
+case "$command" in
+  provision | up | down | clean) take_lock ;;
+esac
 case "$command" in
   provision) cmd_provision ;;
   up) cmd_up ;;

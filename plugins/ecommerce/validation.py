@@ -539,7 +539,8 @@ class ValidateEventsOperator(BaseOperator):
     :param lake_conn_id: Airflow ``aws`` connection to MinIO.
     :param bucket: lake bucket (templated); default ``$MINIO_BUCKET``.
     :param max_reject_fraction: fail when invalid rows / rows read exceeds this; duplicate rows
-        do not count. The quarantine and report are uploaded before failing.
+        do not count. The quarantine and report are uploaded before failing (templated; a
+        rendered string such as ``"{{ params.max_reject_fraction }}"`` is converted).
 
     Uploads ``s3://<bucket>/quarantine/run_date=<run_date>/quarantine.csv`` and
     ``validation_report.json``, replacing earlier ones, so reruns are idempotent.
@@ -547,7 +548,7 @@ class ValidateEventsOperator(BaseOperator):
     staging_path, min_event_date, max_event_date, quarantine_uri, report_uri.
     """
 
-    template_fields: Sequence[str] = ("input_path", "run_date", "staging_dir", "bucket")
+    template_fields: Sequence[str] = ("input_path", "run_date", "staging_dir", "bucket", "max_reject_fraction")
 
     def __init__(
         self,
@@ -557,7 +558,7 @@ class ValidateEventsOperator(BaseOperator):
         staging_dir: str,
         lake_conn_id: str = "minio_default",
         bucket: str | None = None,
-        max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION,
+        max_reject_fraction: float | str = DEFAULT_MAX_REJECT_FRACTION,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -9,9 +9,7 @@ over the same offsets must leave the archive and the index unchanged.
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 import uuid
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
@@ -19,15 +17,21 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.fs
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 from elasticsearch import Elasticsearch
+from spark_io_support import (
+    create_topic,
+    delete_topic,
+    list_files,
+    minio_filesystem,
+    produce_json_events,
+    run_spark_submit,
+    watermarks,
+)
 
 from include.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, es_mapping
-from spark_jobs.spark_conf import job_conf, offsets_json, s3a_conf_from_env, spark_submit_command
+from spark_jobs.spark_conf import offsets_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOB = PROJECT_ROOT / "spark_jobs" / "customer_profiles.py"
@@ -85,42 +89,6 @@ def expected_facts(events: list[dict]) -> dict:
     }
 
 
-# ------------------------------------------------------------------------------------------
-# Real-service helpers
-# ------------------------------------------------------------------------------------------
-def minio_filesystem() -> pyarrow.fs.S3FileSystem:
-    scheme, host = os.environ["MINIO_ENDPOINT"].split("://", 1)
-    return pyarrow.fs.S3FileSystem(
-        access_key=os.environ["MINIO_ROOT_USER"],
-        secret_key=os.environ["MINIO_ROOT_PASSWORD"],
-        endpoint_override=host,
-        scheme=scheme,
-        region="us-east-1",
-    )
-
-
-def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
-    errors: list[str] = []
-    for event in events:
-        producer.produce(
-            topic,
-            key=str(event["user_id"]),
-            value=json.dumps(event),
-            on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
-        )
-    assert producer.flush(30) == 0
-    assert not errors, errors
-
-
-def watermarks(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watermarks-{uuid.uuid4().hex}"})
-    try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
-    finally:
-        consumer.close()
-
-
 def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -128,11 +96,6 @@ def parse_utc(text: str) -> datetime:
 def as_utc(value: datetime) -> datetime:
     """Parquet timestamps read back tz-aware (UTC-adjusted) or naive (then UTC by contract)."""
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def list_files(fs: pyarrow.fs.S3FileSystem, prefix: str) -> list[pyarrow.fs.FileInfo]:
-    selector = pyarrow.fs.FileSelector(prefix, recursive=True, allow_not_found=True)
-    return [info for info in fs.get_file_info(selector) if info.type == pyarrow.fs.FileType.File]
 
 
 # ------------------------------------------------------------------------------------------
@@ -147,15 +110,13 @@ def events() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def topic_range(stack, events):
-    admin = AdminClient({"bootstrap.servers": stack["kafka"]})
     topic = f"test_profiles_{uuid.uuid4().hex[:12]}"
-    for future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
-        future.result(timeout=30)
-    starting = watermarks(stack["kafka"], topic)
-    produce(stack["kafka"], topic, events)
-    ending = watermarks(stack["kafka"], topic)
+    create_topic(stack["kafka"], topic, PARTITIONS)
+    starting = watermarks(stack["kafka"], topic, PARTITIONS)
+    produce_json_events(stack["kafka"], topic, events)
+    ending = watermarks(stack["kafka"], topic, PARTITIONS)
     yield topic, starting, ending
-    admin.delete_topics([topic])
+    delete_topic(stack["kafka"], topic)
 
 
 @pytest.fixture(scope="module")
@@ -177,39 +138,30 @@ def lake(stack):
 
 @pytest.fixture(scope="module")
 def submit(stack, topic_range, es_index, lake, tmp_path_factory):
+    """Runs the job over the test's offset range; returns the run's summary JSON."""
     topic, starting, ending = topic_range
     _, index = es_index
-    conf = job_conf(s3a_conf_from_env(), driver_memory="2g", ui_enabled=False)
     logs = tmp_path_factory.mktemp("spark-logs")
-    runs = []
+    runs: list[dict] = []
 
     def run_job() -> dict:
         summary_key = f"{lake}/runs/run_date={RUN_DATE.isoformat()}/spark_summary_{len(runs)}.json"
-        command = spark_submit_command(
-            JOB,
-            [
-                "--bootstrap-servers", stack["kafka"],
-                "--topic", topic,
-                "--starting-offsets", offsets_json(topic, starting),
-                "--ending-offsets", offsets_json(topic, ending),
-                "--snapshot-date", SNAPSHOT_DATE.isoformat(),
-                "--run-date", RUN_DATE.isoformat(),
-                "--lake-uri", f"s3a://{lake}",
-                "--es-nodes", stack["elasticsearch"],
-                "--es-index", index,
-                "--summary-uri", f"s3a://{summary_key}",
-            ],
-            conf,
-            spark_submit=str(Path(os.environ["VENV"]) / "bin" / "spark-submit"),
-        )
-        log = logs / f"run{len(runs)}.log"
-        with log.open("w") as out:
-            result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=900, cwd=PROJECT_ROOT)
-        assert result.returncode == 0, log.read_text()[-8000:]
+        args = [
+            "--bootstrap-servers", stack["kafka"],
+            "--topic", topic,
+            "--starting-offsets", offsets_json(topic, starting),
+            "--ending-offsets", offsets_json(topic, ending),
+            "--snapshot-date", SNAPSHOT_DATE.isoformat(),
+            "--run-date", RUN_DATE.isoformat(),
+            "--lake-uri", f"s3a://{lake}",
+            "--es-nodes", stack["elasticsearch"],
+            "--es-index", index,
+            "--summary-uri", f"s3a://{summary_key}",
+        ]
+        run_spark_submit(JOB, args, logs / f"run{len(runs)}.log", driver_memory="2g")
         with minio_filesystem().open_input_stream(summary_key) as stream:
-            summary = json.loads(stream.read())
-        runs.append(summary)
-        return summary
+            runs.append(json.loads(stream.read()))
+        return runs[-1]
 
     return run_job
 

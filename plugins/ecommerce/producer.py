@@ -1,0 +1,393 @@
+"""Send the validated events (the staging file of validation.py) to Kafka, fast and accountably.
+
+``ProduceEventsOperator`` builds its producer through the apache-kafka provider's
+``KafkaProducerHook`` (connection ``kafka_default`` = ``AIRFLOW_CONN_KAFKA_DEFAULT``) and adds
+what the stock ``ProduceToTopicOperator`` does not have:
+
+* the exact offset range written to each partition, as Spark Kafka batch options
+  (``startingOffsets``/``endingOffsets`` JSON covering every partition of the topic), so the
+  Spark job reads exactly this run's events;
+* delivered == staged check: every message must be acknowledged (idempotent producer,
+  acks=all), otherwise the task fails instead of silently losing events;
+* speed: non-blocking produce with one delivery callback, periodic poll(0), BufferError
+  back-off, lz4 batches; 200k+ events/s on two cores where the stock operator manages far less
+  (see the team notes for the measured figures).
+
+Messages are keyed by user_id, so one user's events stay in order on one partition; the
+``murmur2_random`` partitioner puts a key on the same partition as the Java client would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+log = logging.getLogger(__name__)
+
+# librdkafka settings on top of the connection's (connection extras win only for the
+# bootstrap/security part; these define delivery guarantees and throughput).
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,  # no duplicates or reordering on retries
+    "acks": "all",
+    "compression.type": "lz4",  # measured faster than zstd end to end on this workload
+    "linger.ms": 50,
+    "batch.size": 1_000_000,  # bytes per partition batch
+    "batch.num.messages": 100_000,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "partitioner": "murmur2_random",  # same key -> same partition as the Java client
+    "message.timeout.ms": 300_000,
+}
+DEFAULT_PROGRESS_EVERY = 200_000
+_POLL_EVERY = 1_000  # serve delivery callbacks every N messages
+_FLUSH_TIMEOUT_S = 300.0
+
+
+class ProduceError(RuntimeError):
+    """Not every staged event was acknowledged by Kafka."""
+
+
+@dataclass
+class DeliveryTracker:
+    """Delivery-report bookkeeping: counts and the offset range acknowledged per partition."""
+
+    delivered: int = 0
+    failed: int = 0
+    first_offset: dict[int, int] = field(default_factory=dict)
+    last_offset: dict[int, int] = field(default_factory=dict)
+    per_partition: dict[int, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def callback(self) -> Callable[[Any, Any], None]:
+        first, last, counts, errors = self.first_offset, self.last_offset, self.per_partition, self.errors
+
+        def on_delivery(err, msg) -> None:
+            if err is not None:
+                self.failed += 1
+                if len(errors) < 10:
+                    errors.append(str(err))
+                return
+            partition, offset = msg.partition(), msg.offset()
+            # Reports arrive in offset order per partition (idempotent producer), so the
+            # first report is the lowest offset; check_contiguous() verifies it afterwards.
+            if partition not in first:
+                first[partition] = offset
+                counts[partition] = 0
+            last[partition] = offset
+            counts[partition] += 1
+            self.delivered += 1
+
+        return on_delivery
+
+    def check_contiguous(self, topic: str) -> None:
+        """Our messages fill [first, last] exactly: nobody else wrote inside the range."""
+        for partition, count in self.per_partition.items():
+            span = self.last_offset[partition] - self.first_offset[partition] + 1
+            if span != count:
+                raise ProduceError(
+                    f"{topic}[{partition}]: {count} messages delivered but offsets "
+                    f"{self.first_offset[partition]}..{self.last_offset[partition]} span {span}: another "
+                    "producer wrote to the topic during this run, so the offset range is not this run's alone"
+                )
+
+
+def topic_partitions(admin: AdminClient, topic: str, timeout: float = 30.0) -> list[int]:
+    """Partition ids of ``topic`` (empty list when it does not exist).
+
+    Lists all topics rather than asking for one: a metadata request for a single missing topic
+    can auto-create it with the broker's default partition count.
+    """
+    metadata = admin.list_topics(timeout=timeout)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        return []
+    return sorted(found.partitions)
+
+
+def ensure_topic(
+    admin: AdminClient,
+    topic: str,
+    num_partitions: int,
+    replication_factor: int = 1,
+    create: Callable[[str, int, int], None] | None = None,
+    timeout: float = 30.0,
+) -> list[int]:
+    """Create ``topic`` when missing; return its partition ids once the metadata shows them.
+
+    ``create(topic, partitions, replication)`` lets the operator use the provider's
+    KafkaAdminClientHook.create_topic; the default uses ``admin`` directly.
+    """
+    partitions = topic_partitions(admin, topic, timeout)
+    if partitions:
+        return partitions
+    if create is None:
+        future = admin.create_topics([NewTopic(topic, num_partitions, replication_factor)])[topic]
+        try:
+            future.result(timeout)
+        except KafkaException as err:
+            if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    else:
+        create(topic, num_partitions, replication_factor)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        partitions = topic_partitions(admin, topic, timeout)
+        if partitions:
+            return partitions
+        time.sleep(0.2)
+    raise ProduceError(f"topic {topic} was created but its partitions did not appear within {timeout}s")
+
+
+def high_watermarks(admin: AdminClient, topic: str, partitions: Sequence[int], timeout: float = 30.0) -> dict[int, int]:
+    """Current end offset (next offset to be written) of each partition."""
+    futures = admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
+                                 request_timeout=timeout)
+    return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+
+def spark_offsets(topic: str, partitions: Sequence[int], tracker: DeliveryTracker,
+                  watermarks: dict[int, int]) -> tuple[str, str]:
+    """startingOffsets/endingOffsets JSON for Spark's Kafka batch source, all partitions listed.
+
+    Spark requires both to name the same, complete set of partitions. A partition without
+    messages from this run gets start = end = its current end offset (an empty range).
+    Ending offsets are exclusive (last delivered + 1).
+    """
+    start, end = {}, {}
+    for p in partitions:
+        if p in tracker.first_offset:
+            start[str(p)], end[str(p)] = tracker.first_offset[p], tracker.last_offset[p] + 1
+        else:
+            start[str(p)] = end[str(p)] = watermarks[p]
+    return json.dumps({topic: start}, separators=(",", ":")), json.dumps({topic: end}, separators=(",", ":"))
+
+
+def produce_messages(
+    producer: Producer,
+    staging_path: str | os.PathLike,
+    topic: str,
+    tracker: DeliveryTracker,
+    *,
+    progress_every: int = DEFAULT_PROGRESS_EVERY,
+    logger: logging.Logger | Any = log,
+    flush_timeout: float = _FLUSH_TIMEOUT_S,
+) -> int:
+    """Produce every ``key\\tvalue`` line of the staging file; return how many were produced.
+
+    ``producer`` must have been built with ``tracker.callback()`` as its ``on_delivery``.
+    Returns after flush(), when every message is acknowledged or failed (or the flush timed out,
+    which the caller sees as delivered + failed < produced).
+    """
+    produce, poll = producer.produce, producer.poll
+    produced = 0
+    started = time.perf_counter()
+    with open(staging_path, "rb") as staging:
+        for line in staging:
+            tab = line.index(b"\t")
+            key, value = line[:tab], line[tab + 1:-1]
+            while True:
+                try:
+                    produce(topic, value, key)
+                    break
+                except BufferError:
+                    # Local queue full: serve delivery reports until there is room again.
+                    poll(0.05)
+            produced += 1
+            if produced % _POLL_EVERY == 0:
+                poll(0)
+                if produced % progress_every == 0:
+                    elapsed = time.perf_counter() - started
+                    logger.info("produced %d, delivered %d, %.0f events/s", produced, tracker.delivered,
+                                produced / elapsed if elapsed else 0.0)
+    deadline = time.monotonic() + flush_timeout
+    remaining = producer.flush(flush_timeout)
+    while remaining and time.monotonic() < deadline:
+        remaining = producer.flush(max(0.1, deadline - time.monotonic()))
+    if remaining:
+        logger.error("%d messages still unacknowledged after %.0fs", remaining, flush_timeout)
+    return produced
+
+
+def produce_run(
+    producer_factory: Callable[[dict[str, Any]], Producer],
+    admin: AdminClient,
+    staging_path: str | os.PathLike,
+    topic: str,
+    *,
+    num_partitions: int,
+    replication_factor: int = 1,
+    producer_config: dict[str, Any] | None = None,
+    expected_count: int | None = None,
+    progress_every: int = DEFAULT_PROGRESS_EVERY,
+    create_topic: Callable[[str, int, int], None] | None = None,
+    logger: logging.Logger | Any = log,
+) -> dict[str, Any]:
+    """Ensure the topic, produce the staging file, check delivery, return the XCom summary.
+
+    ``producer_factory(settings)`` builds the producer from PRODUCER_DEFAULTS + overrides +
+    the delivery callback (the operator passes the provider hook, the benchmark a plain
+    Producer). Raises ProduceError unless every staged line (and ``expected_count``, when given)
+    was delivered.
+    """
+    partitions = ensure_topic(admin, topic, num_partitions, replication_factor, create=create_topic)
+    tracker = DeliveryTracker()
+    settings = {**PRODUCER_DEFAULTS, **(producer_config or {}), "on_delivery": tracker.callback()}
+    producer = producer_factory(settings)
+    logger.info("Producing %s to topic %s (%d partitions), compression %s", staging_path, topic,
+                len(partitions), settings.get("compression.type"))
+    started = time.perf_counter()
+    produced = produce_messages(producer, staging_path, topic, tracker, progress_every=progress_every, logger=logger)
+    elapsed = time.perf_counter() - started
+
+    problems = []
+    if tracker.delivered != produced:
+        problems.append(f"{tracker.delivered} of {produced} staged events delivered, {tracker.failed} failed"
+                        + (f" (e.g. {tracker.errors[:3]})" if tracker.errors else ""))
+    if expected_count is not None and int(expected_count) != tracker.delivered:
+        problems.append(f"{tracker.delivered} delivered but validation accepted {int(expected_count)}")
+    if problems:
+        raise ProduceError(f"topic {topic}: " + "; ".join(problems))
+    tracker.check_contiguous(topic)
+
+    unused = [p for p in partitions if p not in tracker.first_offset]
+    watermarks = high_watermarks(admin, topic, unused) if unused else {}
+    starting, ending = spark_offsets(topic, partitions, tracker, watermarks)
+    summary = {
+        "topic": topic,
+        "staging_path": str(staging_path),
+        "partitions": len(partitions),
+        "produced": produced,
+        "delivered": tracker.delivered,
+        "failed": tracker.failed,
+        "messages_by_partition": {str(p): n for p, n in sorted(tracker.per_partition.items())},
+        "starting_offsets": starting,
+        "ending_offsets": ending,
+        "compression": settings.get("compression.type"),
+        "elapsed_seconds": round(elapsed, 3),
+        "events_per_second": round(produced / elapsed, 1) if elapsed else None,
+    }
+    logger.info("Delivered %d/%d events to %s in %.1fs (%.0f events/s); offsets %s -> %s", tracker.delivered,
+                produced, topic, elapsed, summary["events_per_second"] or 0, starting, ending)
+    return summary
+
+
+def produce_staging_file(
+    staging_path: str | os.PathLike,
+    topic: str,
+    *,
+    kafka_config: dict[str, Any],
+    num_partitions: int | None = None,
+    producer_config: dict[str, Any] | None = None,
+    expected_count: int | None = None,
+    progress_every: int = DEFAULT_PROGRESS_EVERY,
+) -> dict[str, Any]:
+    """``produce_run`` with plain confluent-kafka clients from a librdkafka config (no Airflow)."""
+    return produce_run(
+        lambda settings: Producer({**kafka_config, **settings}),
+        AdminClient(dict(kafka_config)),
+        staging_path,
+        topic,
+        num_partitions=num_partitions or int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3")),
+        producer_config=producer_config,
+        expected_count=expected_count,
+        progress_every=progress_every,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Airflow operator
+# --------------------------------------------------------------------------------------------
+try:
+    from airflow.sdk import BaseOperator
+except ImportError:  # produce_staging_file works without Airflow
+    BaseOperator = object  # type: ignore[assignment,misc]
+
+
+def _tuned_producer_hook(kafka_config_id: str, settings: dict[str, Any]):
+    """The provider's KafkaProducerHook, building its Producer with our settings added."""
+    from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
+
+    class TunedKafkaProducerHook(KafkaProducerHook):
+        def _get_client(self, config) -> Producer:
+            return Producer({**config, **settings})
+
+    return TunedKafkaProducerHook(kafka_config_id=kafka_config_id)
+
+
+class ProduceEventsOperator(BaseOperator):
+    """Produce a validation staging file (``key\\tJSON`` lines) to ``topic``, keyed by user_id.
+
+    :param staging_path: the staging file written by ValidateEventsOperator (templated).
+    :param topic: Kafka topic (templated); created with ``num_partitions`` when missing.
+    :param kafka_config_id: provider ``kafka`` connection (librdkafka config in its extra).
+    :param num_partitions: partitions for a new topic; default ``$KAFKA_TOPIC_PARTITIONS`` or 3.
+    :param replication_factor: replication of a new topic.
+    :param producer_config: librdkafka overrides on top of PRODUCER_DEFAULTS.
+    :param expected_count: events validation accepted (templated); the task fails unless
+        exactly that many were delivered.
+    :param progress_every: log a progress line every N events.
+
+    Returns (XCom) topic, produced, delivered, failed, starting_offsets, ending_offsets (Spark
+    JSON strings over all partitions; ending exclusive), messages_by_partition,
+    elapsed_seconds, events_per_second.
+    """
+
+    template_fields: Sequence[str] = ("staging_path", "topic", "expected_count")
+
+    def __init__(
+        self,
+        *,
+        staging_path: str,
+        topic: str,
+        kafka_config_id: str = "kafka_default",
+        num_partitions: int | None = None,
+        replication_factor: int = 1,
+        producer_config: dict[str, Any] | None = None,
+        expected_count: int | str | None = None,
+        progress_every: int = DEFAULT_PROGRESS_EVERY,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.staging_path = staging_path
+        self.topic = topic
+        self.kafka_config_id = kafka_config_id
+        self.num_partitions = num_partitions
+        self.replication_factor = replication_factor
+        self.producer_config = producer_config
+        self.expected_count = expected_count
+        self.progress_every = progress_every
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.exceptions import AirflowException
+        from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
+
+        if not Path(self.staging_path).is_file():
+            raise AirflowException(f"staging file {self.staging_path} does not exist")
+        admin_hook = KafkaAdminClientHook(kafka_config_id=self.kafka_config_id)
+        num_partitions = self.num_partitions or int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3"))
+        expected = self.expected_count
+        expected = None if expected in (None, "", "None") else int(expected)
+        try:
+            return produce_run(
+                lambda settings: _tuned_producer_hook(self.kafka_config_id, settings).get_producer(),
+                admin_hook.get_conn,
+                self.staging_path,
+                self.topic,
+                num_partitions=num_partitions,
+                replication_factor=self.replication_factor,
+                producer_config=self.producer_config,
+                expected_count=expected,
+                progress_every=self.progress_every,
+                create_topic=lambda t, n, r: admin_hook.create_topic([(t, n, r)]),
+                logger=self.log,
+            )
+        except ProduceError as err:
+            raise AirflowException(str(err)) from err
