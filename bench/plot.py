@@ -36,9 +36,11 @@ SUMMARY_ROWS = (
     ("spark_minus_startup_vs_duckdb", "(Spark job - start-up) / DuckDB", "x"),
     ("spark_profiles", "profiles (Spark)", ""),
     ("profiles_match_duckdb", "profile count = DuckDB's", ""),
-    ("es_docs_per_s", "Elasticsearch (Spark connector write stage)", "profiles/s"),
-    ("es_bulk_docs_per_s", "Elasticsearch (Python parallel_bulk)", "profiles/s"),
+    ("es_spark_docs_per_s", "Elasticsearch, Spark connector write stage", "profiles/s"),
+    ("es_bulk_docs_per_s", "Elasticsearch, Python parallel_bulk", "profiles/s"),
     ("dag_wall_s", "whole DAG (airflow dags test)", "s"),
+    ("dag_overhead_s", "  of which outside the tasks", "s"),
+    ("load_avg_1m_start", "machine load (1-min average) at start", "load"),
 )
 
 # (label, function of a result -> seconds or None) for the time-per-stage plot.
@@ -48,7 +50,7 @@ def _baseline_projected(r: dict[str, Any]) -> float | None:
 
 
 def _es_stage(r: dict[str, Any]) -> float | None:
-    rate = r.get("es_docs_per_s")
+    rate = r.get("es_spark_docs_per_s")
     docs = r.get("es_indexed_docs") or r.get("spark_profiles")
     return docs / rate if rate and docs else None
 
@@ -81,7 +83,7 @@ def _fmt(value: Any, unit: str) -> str:
     if isinstance(value, float):
         if unit in ("x",):
             return f"{value:,.2f}×"
-        if unit == "s":
+        if unit in ("s", "load"):
             return f"{value:,.1f}"
         return f"{value:,.0f}"
     if isinstance(value, int):
@@ -105,6 +107,7 @@ def size_section(r: dict[str, Any]) -> str:
     out = [f"### {r['events']:,} events",
            "",
            f"Run {r['timestamp']} on {m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB; "
+           f"load average {r.get('load_avg_1m_start')} at start, {r.get('load_avg_1m_end')} at end; "
            f"skipped: {', '.join(r.get('skipped') or []) or 'nothing'}."]
     if r.get("baseline_events") and r["baseline_events"] < r["events"]:
         out.append(f"The baseline sent the first {r['baseline_events']:,} rows (its rate is flat).")
@@ -123,7 +126,8 @@ def size_section(r: dict[str, Any]) -> str:
     if log.get("executor_run_ms"):
         out.append(f"Spark event log: {log['tasks']:,} tasks, executor run {log['executor_run_ms'] / 1000:,.1f} s "
                    f"(CPU {log['executor_cpu_ms'] / 1000:,.1f} s, GC {log['gc_ms'] / 1000:,.1f} s), "
-                   f"shuffle write {log['shuffle_write_bytes'] / 1e6:,.0f} MB, spill {log['spill_disk_bytes'] / 1e6:,.0f} MB.")
+                   f"shuffle write {log['shuffle_write_bytes'] / 1e6:,.0f} MB, spill {log['spill_disk_bytes'] / 1e6:,.0f} MB; "
+                   f"slowest stages: " + ", ".join(f"{s['name']} {s['seconds']:,.1f} s" for s in log.get("slowest_stages", [])[:4]) + ".")
     if r.get("dag_task_s"):
         out += ["", "DAG tasks (seconds): " + ", ".join(f"{k} {v:,.1f}" for k, v in r["dag_task_s"].items()) + "."]
     if r.get("produce_profile"):
@@ -177,7 +181,7 @@ def plot(results: list[dict[str, Any]], path: Path = PLOT_PATH) -> Path:
 
     for key, label in (("produce_events_per_s", "produce (DAG code), events/s"),
                        ("baseline_produce_events_per_s", "baseline (kafka-python), events/s"),
-                       ("es_docs_per_s", "Elasticsearch, profiles/s"),
+                       ("es_spark_docs_per_s", "Elasticsearch via Spark connector, profiles/s"),
                        ("es_bulk_docs_per_s", "Elasticsearch parallel_bulk, profiles/s")):
         points = [(r["events"], r[key]) for r in results if r.get(key)]
         if points:

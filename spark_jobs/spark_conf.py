@@ -141,8 +141,26 @@ def kafka_batch_options(
     }
 
 
+def is_local_master(master: str) -> bool:
+    return master == "local" or master.startswith("local[")
+
+
+def jars_conf(jars: list[str], master: str) -> dict[str, str]:
+    """How the connector jars reach the driver and executors.
+
+    A local master runs the executors inside the driver JVM, so the jars go on the JVM's class
+    path at launch: with ``spark.jars`` Spark would instead copy every jar (the 270 MB AWS SDK
+    bundle included) through its file server into a temp dir on each run. A cluster master gets
+    ``spark.jars`` (exactly what ``--jars`` sets), unless its image already bundles them.
+    """
+    if is_local_master(master):
+        return {"spark.driver.extraClassPath": os.pathsep.join(jars)}
+    return {"spark.jars": ",".join(jars)}
+
+
 def job_conf(
     s3a: Mapping[str, str],
+    master: str = "local[2]",
     jars_dir: str | os.PathLike | None = None,
     driver_memory: str | None = None,
     shuffle_partitions: int = DEFAULT_SHUFFLE_PARTITIONS,
@@ -150,19 +168,26 @@ def job_conf(
 ) -> dict[str, str]:
     """Every ``--conf`` the profile job needs (pass to SparkSubmitOperator(conf=...) or spark-submit).
 
-    ``s3a`` is the result of ``s3a_conf``; ``driver_memory`` defaults to $SPARK_DRIVER_MEMORY.
+    ``s3a`` is the result of ``s3a_conf``; ``master`` the one the job is submitted to;
+    ``driver_memory`` defaults to $SPARK_DRIVER_MEMORY.
     """
-    conf = {
-        "spark.jars": ",".join(local_jars(jars_dir)),
+    conf = jars_conf(local_jars(jars_dir), master)
+    conf.update({
         "spark.driver.memory": driver_memory or os.environ.get("SPARK_DRIVER_MEMORY", DEFAULT_DRIVER_MEMORY),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         # Overwrites replace only the partitions a write touches (the run's event dates).
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.ui.enabled": "true" if ui_enabled else "false",
-        # Parquet timestamps as INT64 micros (not legacy INT96) so DuckDB/pyarrow read them as-is.
+        # Parquet timestamps as INT64 micros (Spark's default is legacy INT96) so DuckDB and
+        # pyarrow read them as-is.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    }
+    })
+    if is_local_master(master):
+        # Everything stays on loopback: otherwise the driver binds to the host's first
+        # non-loopback interface (and warns that the host name resolves to 127.0.0.1).
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
     conf.update(s3a)
     return conf
 
@@ -184,7 +209,6 @@ def spark_submit_command(
 ) -> list[str]:
     """A spark-submit argv (for scripts and tests; the DAG uses SparkSubmitOperator instead).
 
-    Jars go through ``spark.jars`` in ``conf`` (see ``job_conf``), which spark-submit treats
-    exactly like ``--jars``.
+    The connector jars are in ``conf`` (see ``job_conf`` / ``jars_conf``).
     """
     return [spark_submit, "--master", master, *spark_submit_conf_args(conf), str(application), *application_args]

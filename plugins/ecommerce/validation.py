@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from include.schemas import EVENT_COLUMNS, EVENT_FIELDS, EVENT_TYPES
 
@@ -152,7 +152,7 @@ def _price_json(text: str) -> str | bool:
         and (not dot or (fraction.isascii() and fraction.isdigit()))
     )
     result: str | bool = False
-    if ok:
+    if ok and len(whole.lstrip("0")) <= 300:  # beyond ~1e308 a double is infinite
         # JSON forbids leading zeros ("007.50" -> "7.50"); keep the written decimals.
         whole = whole.lstrip("0") or "0"
         result = whole + dot + fraction
@@ -166,6 +166,8 @@ def _price_problem(text: str) -> str:
         return f"price {text!r} is negative"
     if text.strip().lower().lstrip("+-") in {"nan", "inf", "infinity"}:
         return f"price {text!r} is not a finite number"
+    if text.partition(".")[0].lstrip("0").isdigit():
+        return f"price {text!r} is too large for a finite double"
     return f"price {text!r} is not a plain decimal number"
 
 

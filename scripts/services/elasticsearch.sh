@@ -221,6 +221,23 @@ _es_as_service_user() {
   printf 'setpriv --reuid=%s --regid=%s --init-groups --\n' "$ES_RUN_AS_USER" "$ES_RUN_AS_USER"
 }
 
+# The service user must be able to enter every folder above the distribution and the data folder.
+# A checkout below /root (mode 700) is not: add the search bit (o+x: enter, not list) there.
+# (Capabilities do not help: the JVM checks files with access(2), which ignores them.)
+_es_open_path_for() {
+  local target=$1 dir="" part
+  shift
+  local -a parts
+  IFS=/ read -r -a parts <<<"${target#/}"
+  # From / downwards: a folder can only be tested once its parent can be entered.
+  for part in "${parts[@]:0:${#parts[@]}-1}"; do
+    dir="$dir/$part"
+    "$@" test -x "$dir" && continue
+    stack_say "elasticsearch: letting '$ES_RUN_AS_USER' pass through $dir (chmod o+x)"
+    chmod o+x "$dir" || return 1
+  done
+}
+
 _es_ensure_service_user() {
   [ "$(id -u)" = 0 ] || return 0
   id -u "$ES_RUN_AS_USER" >/dev/null 2>&1 && return 0
@@ -272,11 +289,9 @@ elasticsearch_start() {
   if [ ${#as_user[@]} -gt 0 ]; then
     _es_ensure_service_user || return 1
     chown -R "$ES_RUN_AS_USER:" "$root"
-    if ! "${as_user[@]}" test -r "$home/lib/elasticsearch-$(_es_version).jar"; then
-      stack_fail "elasticsearch: user '$ES_RUN_AS_USER' cannot read $home; every folder above it must be" \
-        "world-executable (e.g. chmod o+x on the checkout's parents) or set ES_RUN_AS_USER to a user who can"
-      return 1
-    fi
+    _es_open_path_for "$home" "${as_user[@]}" && _es_open_path_for "$root" "${as_user[@]}" || return 1
+    "${as_user[@]}" test -r "$home/lib/elasticsearch-$(_es_version).jar" || {
+      stack_fail "elasticsearch: user '$ES_RUN_AS_USER' cannot read $home"; return 1; }
   fi
   # env -u JAVA_HOME: the launcher only warns about it; ES_JAVA_HOME is the one it uses.
   ES_JAVA_HOME="$JAVA_HOME" ES_PATH_CONF="$conf_dir" ES_TMPDIR="$root/tmp" HOME="$root" \

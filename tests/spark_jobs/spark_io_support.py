@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from spark_jobs.spark_conf import job_conf, s3a_conf_from_env, spark_submit_command
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MASTER = "local[2]"
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -92,9 +93,9 @@ def run_spark_submit(application: Path, args: list[str], log: Path, driver_memor
 
     Fails with the end of the log when the job fails.
     """
-    conf = job_conf(s3a_conf_from_env(), driver_memory=driver_memory, ui_enabled=False)
+    conf = job_conf(s3a_conf_from_env(), master=MASTER, driver_memory=driver_memory, ui_enabled=False)
     command = spark_submit_command(
-        application, args, conf, spark_submit=str(Path(os.environ["VENV"]) / "bin" / "spark-submit")
+        application, args, conf, master=MASTER, spark_submit=str(Path(os.environ["VENV"]) / "bin" / "spark-submit")
     )
     with log.open("w") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=900, cwd=PROJECT_ROOT)

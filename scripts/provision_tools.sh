@@ -13,7 +13,7 @@
 # Needs Go >= the `go` line of the modules (1.26.8 today); an older Go >= 1.21 fetches that
 # toolchain from the Go module proxy by itself (GOTOOLCHAIN=auto).
 #
-# Usage: scripts/provision_deploy_tools.sh [--force]
+# Usage: scripts/provision_tools.sh [--force]
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

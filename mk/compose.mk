@@ -1,0 +1,92 @@
+# The seed's commands for both routes (included by the Makefile):
+#
+#   STACK=compose  the Docker Compose deployment (docker-compose.yaml, docs/deployment.md)
+#   STACK=local    the same services as local processes (scripts/stack.sh), Airflow from the venv
+#
+# Default: compose when `docker compose` and a Docker engine answer, else local.
+# ingest/process run parts of the ecommerce_customer_profiles DAG for one logical date DATE on
+# one CSV file DATA (default: data/electronics.csv, else data/events.csv):
+#   make ingest   `airflow dags test` with every task after produce_events marked success
+#                 without running: CSV -> validate_events -> produce_events -> Kafka
+#   make process  `airflow tasks test` of the remaining tasks in that same run (they read its
+#                 XComs: offsets, snapshot date): Kafka -> Spark -> MinIO + Elasticsearch (+ Kibana)
+
+ENV ?= source scripts/env.sh &&
+PY ?= .cache/venv/bin/python
+COMPOSE ?= docker compose
+DAG_ID ?= ecommerce_customer_profiles
+DATE ?= 2020-10-01
+DATA ?=
+INGEST_TASKS := wait_for_dataset validate_events produce_events
+PROCESS_TASKS ?= create_profile_index build_profiles publish_profiles import_kibana_objects summarise_run
+# Evaluated once; `make STACK=local ...` overrides.
+ifeq ($(origin STACK),undefined)
+STACK := $(shell docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo compose || echo local)
+endif
+ifeq ($(filter $(STACK),compose local),)
+$(error STACK must be compose or local, not '$(STACK)')
+endif
+
+# The dataset the pipeline targets read: DATA, else the first of the two seed names.
+DATASET = $(or $(DATA),$(firstword $(wildcard data/electronics.csv data/events.csv)),data/electronics.csv)
+# Airflow CLI: in the scheduler container (it runs the tasks) or from the venv.
+ifeq ($(STACK),compose)
+AIRFLOW_CLI = $(COMPOSE) exec airflow-scheduler airflow
+else
+AIRFLOW_CLI = $(ENV) bash scripts/airflow_db.sh && $(ENV) airflow
+endif
+empty :=
+space := $(empty) $(empty)
+MARK_SUCCESS_PATTERN = ^($(subst $(space),|,$(strip $(PROCESS_TASKS))))$$
+
+.PHONY: check-data start stop ingest process logs ps clean
+
+check-data: ## Is the dataset in place? (data/electronics.csv or data/events.csv: header, rows)
+	@$(ENV) python scripts/check_data.py $(DATA)
+
+start: ## Start every service (STACK=compose: docker compose up --build --wait; local: stack-up)
+ifeq ($(STACK),compose)
+	@./setup-environment.sh
+	$(COMPOSE) up -d --build --wait
+else
+	@$(ENV) bash scripts/stack.sh up
+	@echo "Local stack up. The Airflow UI runs in the foreground with: make airflow"
+endif
+
+stop: ## Stop every service, keep the data (compose: down; local: stack-down)
+ifeq ($(STACK),compose)
+	$(COMPOSE) down
+else
+	@$(ENV) bash scripts/stack.sh down
+endif
+
+ingest: check-data ## CSV -> Kafka: validate_events + produce_events of DAG_ID for DATE on DATA
+	$(AIRFLOW_CLI) dags test $(DAG_ID) $(DATE) -c '{"input_path": "$(DATASET)"}' \
+	  --mark-success-pattern '$(MARK_SUCCESS_PATTERN)'
+
+process: ## Kafka -> Spark -> MinIO + Elasticsearch: the rest of the run `make ingest` made
+	@set -e; for task in $(PROCESS_TASKS); do \
+	  echo "=== $$task ($(DAG_ID), $(DATE))"; \
+	  $(AIRFLOW_CLI) tasks test $(DAG_ID) $$task $(DATE); \
+	done
+
+logs: ## Follow the logs (compose: every service; local: .stack/logs/*.log)
+ifeq ($(STACK),compose)
+	$(COMPOSE) logs -f --tail=100
+else
+	@$(ENV) tail -n 50 -F "$$STACK_LOG_DIR"/*.log
+endif
+
+ps: ## State and health of each service
+ifeq ($(STACK),compose)
+	$(COMPOSE) ps
+else
+	@$(ENV) bash scripts/stack.sh status
+endif
+
+clean: ## Stop and delete the services' data (compose: down -v; local: stack-clean); keeps .cache
+ifeq ($(STACK),compose)
+	$(COMPOSE) down -v --remove-orphans
+else
+	@$(ENV) bash scripts/stack.sh clean
+endif
