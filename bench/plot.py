@@ -119,6 +119,13 @@ def size_section(r: dict[str, Any]) -> str:
             value = t["value"]
             shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
             out.append(f"| {name} | {shown} | {t['target']} | {'yes' if t['met'] else '**no**'} |")
+    walls = {"validate": "validate_s", "produce": "produce_s", "baseline": "baseline_s", "spark": "spark_job_s",
+             "duckdb": "duckdb_s", "es": "es_bulk_s", "dag": "dag_wall_s"}
+    cpu = [f"{stage} {r[f'{stage}_cpu_s']:,.1f} / {r[wall]:,.1f}" for stage, wall in walls.items()
+           if r.get(f"{stage}_cpu_s") is not None and r.get(wall)]
+    if cpu:
+        out += ["", "CPU seconds / wall seconds per stage (this process and its children; the Kafka, "
+                "MinIO and Elasticsearch servers not counted): " + ", ".join(cpu) + "."]
     if r.get("spark_stage_s"):
         out += ["", "Spark job stages (from the job's summary, seconds): "
                 + ", ".join(f"{k} {v:,.1f}" for k, v in r["spark_stage_s"].items()) + "."]

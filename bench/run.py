@@ -810,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_stage(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if name in skip:
             return {}
+        before = os.times()
         try:
             out = fn()
         except Exception as exc:  # noqa: BLE001 - one failing stage must not hide the others
@@ -817,6 +818,11 @@ def main(argv: list[str] | None = None) -> int:
             (log_dir / f"{name}.error.txt").write_text(traceback.format_exc())
             say(f"{name}: FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             return {}
+        after = os.times()
+        # CPU seconds of this process and its waited-for children (spark-submit, airflow): with
+        # the wall time it shows how much of a stage was waiting for a core on a busy machine.
+        # The Kafka, MinIO and Elasticsearch servers are not counted.
+        result[f"{name}_cpu_s"] = round(sum(a - b for a, b in zip(after[:4], before[:4])), 2)
         result.update({k: v for k, v in out.items() if not k.startswith("_")})
         return out
 

@@ -31,13 +31,18 @@ endif
 DATASET = $(or $(DATA),$(firstword $(wildcard data/electronics.csv data/events.csv)),data/electronics.csv)
 # Airflow CLI: in the scheduler container (it runs the tasks) or from the venv.
 ifeq ($(STACK),compose)
-AIRFLOW_CLI = $(COMPOSE) exec airflow-scheduler airflow
+AIRFLOW_CLI = $(COMPOSE) exec -T airflow-scheduler airflow
 else
 AIRFLOW_CLI = $(ENV) bash scripts/airflow_db.sh && $(ENV) airflow
 endif
 empty :=
 space := $(empty) $(empty)
 MARK_SUCCESS_PATTERN = ^($(subst $(space),|,$(strip $(PROCESS_TASKS))))$$
+# `airflow tasks test` and `airflow dags test` exit 0 even when a task fails: ask for the state.
+# $(call require_success,<task id or shell variable>)
+require_success = state=$$($(AIRFLOW_CLI) tasks state $(DAG_ID) $(1) $(DATE) 2>/dev/null | tail -n 1); \
+	case "$$state" in success|skipped) echo "=== $(1): $$state";; \
+	  *) echo "=== $(1): $${state:-no state} (see the log above)" >&2; exit 1;; esac
 
 .PHONY: check-data start stop ingest process logs ps clean
 
@@ -63,11 +68,13 @@ endif
 ingest: check-data ## CSV -> Kafka: validate_events + produce_events of DAG_ID for DATE on DATA
 	$(AIRFLOW_CLI) dags test $(DAG_ID) $(DATE) -c '{"input_path": "$(DATASET)"}' \
 	  --mark-success-pattern '$(MARK_SUCCESS_PATTERN)'
+	@set -e; for task in $(INGEST_TASKS); do $(call require_success,$$task); done
 
 process: ## Kafka -> Spark -> MinIO + Elasticsearch: the rest of the run `make ingest` made
 	@set -e; for task in $(PROCESS_TASKS); do \
 	  echo "=== $$task ($(DAG_ID), $(DATE))"; \
 	  $(AIRFLOW_CLI) tasks test $(DAG_ID) $$task $(DATE); \
+	  $(call require_success,$$task); \
 	done
 
 logs: ## Follow the logs (compose: every service; local: .stack/logs/*.log)

@@ -4,7 +4,8 @@
 set -euo pipefail
 missing=()
 command -v python3.11 >/dev/null || missing+=(python3.11 python3.11-venv)
-{ [ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ] || [ -x /usr/lib/jvm/java-17-openjdk-arm64/bin/java ] || java -version 2>&1 | grep -q '"17'; } || missing+=(openjdk-17-jdk-headless)
+# a JDK, not only a JRE: provisioning compiles Elasticsearch's small root-endpoint plugin with javac
+{ [ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/javac ] || [ -x /usr/lib/jvm/java-17-openjdk-arm64/bin/javac ] || javac -version 2>&1 | grep -q ' 17'; } || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v go >/dev/null || missing+=(golang-go)
 command -v curl >/dev/null || missing+=(curl)

@@ -138,7 +138,11 @@ def events_up_to(events: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# Feature families. Each takes the prepared events (see _prepare) and returns one row per user_id.
+# Profiles in one pass. After a single shuffle by user_id, each event is exploded into one row per
+# "facet" it belongs to (its date, session, category, brand, hour, weekday, purchased product).
+# Sub-totals per (user_id, facet, key) give what per-user features need -- distinct counts, session
+# spans, the heaviest category -- and a second aggregation per user_id computes every feature
+# family from them. Both aggregations stay inside the partitions of that one shuffle.
 # ---------------------------------------------------------------------------------------------
 def _is(event_type: str) -> Column:
     return F.col("event_type") == event_type
@@ -149,13 +153,6 @@ def _ratio(numerator: Column, denominator: Column) -> Column:
     return F.when(denominator > 0, numerator.cast("double") / denominator)
 
 
-def _argmax(key: str, weight: str) -> Column:
-    """Aggregate: the ``key`` with the largest positive ``weight``, the smallest key on ties."""
-    # min over (-weight, key) picks the heaviest, then the alphabetically/numerically first.
-    best = F.min(F.when(F.col(weight) > 0, F.struct((-F.col(weight)).alias("negative_weight"), F.col(key).alias("key"))))
-    return best.getField("key")
-
-
 def _prepare(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
     interaction_weight = F.lit(0)
     for event_type, weight in INTERACTION_WEIGHTS.items():
@@ -163,8 +160,7 @@ def _prepare(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
     return (
         events.select(*EVENT_COLUMNS)
         .transform(events_up_to, snapshot_date)
-        # The one shuffle: every per-user aggregate below is clustered by user_id, so Spark reuses
-        # this exchange instead of shuffling the events again for each feature family.
+        # The one shuffle: deduplication and both aggregations below are clustered by user_id.
         .repartition("user_id")
         .transform(dedupe_events)
         .transform(with_event_date)
@@ -175,71 +171,124 @@ def _prepare(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
     )
 
 
-def time_features(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
+def _facet_keys() -> dict[str, Column]:
+    """Facet -> the key of an event in it (a string; events with a null key are not in the facet).
+
+    Keys sort like their values: ISO dates, zero-padded hours, weekday digits.
+    """
+    return {
+        "date": F.col("event_date").cast("string"),  # one row per active day: sums over them are user totals
+        "session": F.col("user_session"),
+        "category": F.col("category_code"),
+        "brand": F.col("brand"),
+        "hour": F.lpad(F.col("event_hour").cast("string"), 2, "0"),
+        "weekday": F.col("event_weekday").cast("string"),
+        "purchased_product": F.when(_is("purchase"), F.col("product_id").cast("string")),
+    }
+
+
+def facet_subtotals(events: DataFrame) -> DataFrame:
+    """One row per (user_id, facet, key) with the sub-totals the feature families use."""
+    facet = F.explode(F.array(*(F.struct(F.lit(name).alias("facet"), key.alias("key")) for name, key in _facet_keys().items())))
+    exploded = events.select("*", facet.alias("f")).select("*", "f.facet", "f.key").where(F.col("key").isNotNull())
+    return exploded.groupBy("user_id", "facet", "key").agg(
+        F.count(F.lit(1)).alias("events"),
+        F.sum("weight").alias("weight"),
+        (F.unix_micros(F.max("event_time")) - F.unix_micros(F.min("event_time"))).alias("span_micros"),
+        F.min("event_time").alias("first_time"),
+        F.max("event_time").alias("last_time"),
+        *(F.count(F.when(_is(kind), 1)).alias(f"{kind}_events") for kind in INTERACTION_WEIGHTS),
+        F.sum(F.when(_is("purchase"), F.col("amount"))).alias("purchase_amount"),
+        F.sum(F.when(_is("view"), F.col("amount"))).alias("view_amount"),
+        F.max(F.when(_is("purchase"), F.col("price"))).alias("max_purchase_price"),
+    )
+
+
+def _in(facet: str, value: Column | str) -> Column:
+    """``value`` on one facet's sub-total rows, null elsewhere (aggregates skip nulls)."""
+    return F.when(F.col("facet") == facet, F.col(value) if isinstance(value, str) else value)
+
+
+def _total(column: str) -> Column:
+    """Per-user total of a sub-total column (summed over the user's date rows)."""
+    return F.sum(_in("date", column))
+
+
+def _heaviest(facet: str, weight: str) -> Column:
+    """Aggregate: struct(negative_weight, key) of the facet key with the largest positive weight.
+
+    min over (-weight, key) picks the heaviest and, on ties, the smallest key.
+    """
+    entry = F.struct((-F.col(weight)).alias("negative_weight"), F.col("key").alias("key"))
+    return F.min(_in(facet, F.when(F.col(weight) > 0, entry)))
+
+
+# Feature families: each returns aggregate expressions over one user's facet sub-totals.
+def time_features(snapshot_date: dt.date) -> list[Column]:
     snapshot = F.lit(snapshot_date)
-    return events.groupBy("user_id").agg(
-        F.min("event_time").alias("first_seen"),
-        F.max("event_time").alias("last_seen"),
-        F.datediff(snapshot, F.min("event_date")).alias("tenure_days"),
-        F.datediff(snapshot, F.max("event_date")).alias("recency_days"),
-        F.count_distinct("event_date").alias("active_days"),
-    )
+    return [
+        F.min(_in("date", "first_time")).alias("first_seen"),
+        F.max(_in("date", "last_time")).alias("last_seen"),
+        F.datediff(snapshot, F.min(_in("date", "key")).cast("date")).alias("tenure_days"),
+        F.datediff(snapshot, F.max(_in("date", "key")).cast("date")).alias("recency_days"),
+        F.count(_in("date", F.lit(1))).alias("active_days"),
+    ]
 
 
-def session_features(events: DataFrame) -> DataFrame:
-    # Events without a session are one group per user (user_session null): they count as events
-    # but not as a session.
-    per_session = events.groupBy("user_id", "user_session").agg(
-        F.count(F.lit(1)).alias("session_events"),
-        (F.unix_micros(F.max("event_time")) - F.unix_micros(F.min("event_time"))).alias("duration_micros"),
-    )
-    per_user = per_session.groupBy("user_id").agg(
-        F.sum("session_events").alias("events"),
-        F.count("user_session").alias("sessions"),
-        F.sum(F.when(F.col("user_session").isNotNull(), F.col("duration_micros"))).alias("duration_micros"),
-    )
-    return per_user.select(
-        "user_id",
-        "sessions",
-        "events",
-        _ratio(F.col("events"), F.col("sessions")).alias("events_per_session"),
-        _ratio(F.col("duration_micros") / MICROS_PER_SECOND, F.col("sessions")).alias("avg_session_seconds"),
-    )
+def session_features() -> list[Column]:
+    sessions = F.count(_in("session", F.lit(1)))
+    return [
+        sessions.alias("sessions"),
+        _total("events").alias("events"),
+        _ratio(_total("events"), sessions).alias("events_per_session"),
+        _ratio(F.sum(_in("session", "span_micros")) / MICROS_PER_SECOND, sessions).alias("avg_session_seconds"),
+    ]
 
 
-def funnel_features(events: DataFrame) -> DataFrame:
-    counts = events.groupBy("user_id").agg(
-        *(F.count(F.when(_is(kind), 1)).alias(column) for kind, column in (
-            ("view", "views"), ("cart", "carts"), ("purchase", "purchases"), ("remove_from_cart", "remove_from_carts"),
-        ))
-    )
-    views, carts, purchases = F.col("views"), F.col("carts"), F.col("purchases")
-    return counts.select(
-        "*",
+def funnel_features() -> list[Column]:
+    views, carts = _total("view_events"), _total("cart_events")
+    purchases, removals = _total("purchase_events"), _total("remove_from_cart_events")
+    return [
+        views.alias("views"),
+        carts.alias("carts"),
+        purchases.alias("purchases"),
+        removals.alias("remove_from_carts"),
         _ratio(carts, views).alias("view_to_cart_rate"),
         _ratio(purchases, carts).alias("cart_to_purchase_rate"),
         _ratio(purchases, views).alias("view_to_purchase_rate"),
         _ratio(F.greatest(carts - purchases, F.lit(0)), carts).alias("cart_abandonment_rate"),
-    )
+    ]
 
 
-def money_features(events: DataFrame) -> DataFrame:
-    sums = events.groupBy("user_id").agg(
-        F.count(F.when(_is("purchase"), 1)).alias("purchase_count"),
-        F.count(F.when(_is("view"), 1)).alias("view_count"),
-        F.sum(F.when(_is("purchase"), F.col("amount"))).cast("double").alias("purchase_amount"),
-        F.sum(F.when(_is("view"), F.col("amount"))).cast("double").alias("view_amount"),
-        F.max(F.when(_is("purchase"), F.col("price"))).alias("max_purchase_price"),
-        F.count_distinct(F.when(_is("purchase"), F.col("product_id"))).alias("distinct_products_purchased"),
-    )
-    return sums.select(
-        "user_id",
-        F.coalesce(F.col("purchase_amount"), F.lit(0.0)).alias("revenue"),
-        _ratio(F.col("purchase_amount"), F.col("purchase_count")).alias("avg_order_value"),
-        "max_purchase_price",
-        "distinct_products_purchased",
-        _ratio(F.col("view_amount"), F.col("view_count")).alias("avg_viewed_price"),
-    )
+def money_features() -> list[Column]:
+    purchase_amount = _total("purchase_amount").cast("double")
+    return [
+        F.coalesce(purchase_amount, F.lit(0.0)).alias("revenue"),
+        _ratio(purchase_amount, _total("purchase_events")).alias("avg_order_value"),
+        F.max(_in("date", "max_purchase_price")).alias("max_purchase_price"),
+        F.count(_in("purchased_product", F.lit(1))).alias("distinct_products_purchased"),
+        _ratio(_total("view_amount").cast("double"), _total("view_events")).alias("avg_viewed_price"),
+    ]
+
+
+def affinity_features() -> list[Column]:
+    columns = []
+    for facet, plural in (("category", "categories"), ("brand", "brands")):
+        heaviest = _heaviest(facet, "weight")
+        columns += [
+            heaviest.getField("key").alias(f"top_{facet}"),
+            # Weights are >= 0: the total is positive exactly when a top value exists.
+            _ratio(-heaviest.getField("negative_weight"), F.sum(_in(facet, "weight"))).alias(f"top_{facet}_share"),
+            F.count(_in(facet, F.lit(1))).alias(f"distinct_{plural}"),
+        ]
+    return columns
+
+
+def habit_features() -> list[Column]:
+    return [
+        _heaviest(facet, "events").getField("key").cast("int").alias(f"preferred_{facet}")
+        for facet in ("hour", "weekday")
+    ]
 
 
 def _quintile(order: Column, purchasers: Column) -> Column:
@@ -249,7 +298,7 @@ def _quintile(order: Column, purchasers: Column) -> Column:
 
 
 def rfm_features(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
-    """Scores for the snapshot's purchasing customers only (the others get 0 in build_profiles)."""
+    """RFM inputs and scores of the snapshot's purchasing customers (one row each)."""
     purchasers = (
         events.where(_is("purchase"))
         .groupBy("user_id")
@@ -259,7 +308,7 @@ def rfm_features(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
             F.sum("amount").alias("purchase_amount"),
         )
     )
-    # The quintiles rank all purchasers together (one partition); the input is one small row each.
+    # The quintiles rank all purchasers together (one partition); the rows are small.
     n = F.count(F.lit(1)).over(Window.partitionBy())
     return purchasers.select(
         "user_id",
@@ -284,59 +333,28 @@ def rfm_segment(r: Column, f: Column, m: Column, purchases: Column, carts: Colum
     )
 
 
-def _affinity(events: DataFrame, column: str, top: str, share: str, distinct: str) -> DataFrame:
-    per_value = (
-        events.where(F.col(column).isNotNull())
-        .groupBy("user_id", column)
-        .agg(F.sum("weight").alias("weight"))
-    )
-    per_user = per_value.groupBy("user_id").agg(
-        _argmax(column, "weight").alias(top),
-        F.max("weight").alias("top_weight"),
-        F.sum("weight").alias("total_weight"),
-        F.count(F.lit(1)).alias(distinct),
-    )
-    # Weights are >= 0, so total_weight > 0 exactly when a top value exists; otherwise the top
-    # value and its share are both null.
-    return per_user.select("user_id", top, _ratio(F.col("top_weight"), F.col("total_weight")).alias(share), distinct)
-
-
-def affinity_features(events: DataFrame) -> DataFrame:
-    """Users without any categorised or branded event are absent (build_profiles fills in)."""
-    categories = _affinity(events, "category_code", "top_category", "top_category_share", "distinct_categories")
-    brands = _affinity(events, "brand", "top_brand", "top_brand_share", "distinct_brands")
-    return categories.join(brands, "user_id", "full")
-
-
-def habit_features(events: DataFrame) -> DataFrame:
-    def preferred(column: str, name: str) -> DataFrame:
-        counts = events.groupBy("user_id", column).agg(F.count(F.lit(1)).alias("n"))
-        return counts.groupBy("user_id").agg(_argmax(column, "n").alias(name))
-
-    return preferred("event_hour", "preferred_hour").join(preferred("event_weekday", "preferred_weekday"), "user_id")
-
-
 def build_profiles(events: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
     """One profile per user with an event at or before the end of ``snapshot_date`` (UTC).
 
     ``events`` are typed events (parse_kafka_events / read_events_csv); extra columns such as
     event_date are ignored. The result has exactly PROFILE_SCHEMA (include/schemas.py).
+    ``events`` is read twice (all events, then purchases for the RFM ranks): cache it when it is
+    expensive to recompute.
     """
     snapshot = _as_date(snapshot_date)
     prepared = _prepare(events, snapshot)
+    per_user = facet_subtotals(prepared).groupBy("user_id").agg(
+        *time_features(snapshot),
+        *session_features(),
+        *funnel_features(),
+        *money_features(),
+        *affinity_features(),
+        *habit_features(),
+    )
     profiles = (
-        time_features(prepared, snapshot)
-        .join(session_features(prepared), "user_id")
-        .join(funnel_features(prepared), "user_id")
-        .join(money_features(prepared), "user_id")
-        .join(habit_features(prepared), "user_id")
-        .join(affinity_features(prepared), "user_id", "left")
-        .join(rfm_features(prepared, snapshot), "user_id", "left")
-        .fillna(0, subset=["r_score", "f_score", "m_score", "distinct_categories", "distinct_brands"])
+        per_user.join(rfm_features(prepared, snapshot), "user_id", "left")
+        .fillna(0, subset=["r_score", "f_score", "m_score"])
+        .withColumn("snapshot_date", F.lit(snapshot))
     )
-    profiles = profiles.select(
-        "*",
-        F.lit(snapshot).alias("snapshot_date"),
-        rfm_segment(F.col("r_score"), F.col("f_score"), F.col("m_score"), F.col("purchases"), F.col("carts")).alias("rfm_segment"),
-    )
-    return _declare(profiles, PROFILE_SCHEMA)
+    segment = rfm_segment(*(F.col(c) for c in ("r_score", "f_score", "m_score", "purchases", "carts")))
+    return _declare(profiles.withColumn("rfm_segment", segment), PROFILE_SCHEMA)

@@ -252,16 +252,19 @@ def write_events_csv(
     session_user[order[n_users:]] = _weighted_draw(rng, rng.lognormal(0.0, 1.8, n_users), n_sessions - n_users)
 
     # "user_id,user_session" per session, assembled as bytes without int -> str conversions.
+    user_digits = np.empty((n_users, 9), dtype=np.uint8)
+    remaining = user_suffix.copy()
+    for digit in range(8, -1, -1):
+        remaining, user_digits[:, digit] = np.divmod(remaining, 10)
+    user_digits += ord("0")
     session_text = np.zeros((n_sessions, 30), dtype=np.uint8)
     session_text[:, :10] = np.frombuffer(_USER_ID_PREFIX, dtype=np.uint8)
-    suffix = user_suffix[session_user]
-    for digit in range(9):
-        session_text[:, 18 - digit] = 48 + (suffix // 10**digit) % 10
+    session_text[:, 10:19] = user_digits[session_user]
     session_text[:, 19] = ord(",")
     session_text[:, 20:] = _TOKEN_ALPHABET[rng.integers(0, len(_TOKEN_ALPHABET), (n_sessions, 10))]
     session_text[rng.random(n_sessions) < empty_session_rate, 20:] = 0  # empty user_session
     session_text = session_text.view("S30").ravel()
-    del suffix
+    del user_digits, remaining
 
     # ---- events: position in session, product chain, type ------------------------------------
     session_of = np.repeat(np.arange(n_sessions), lengths)

@@ -10,6 +10,7 @@ minio_provision() {
   local binary
   binary=$(minio_binary)
   [ -x "$binary" ] && return 0
+  mkdir -p "$(dirname "$binary")"
   stack_say "minio: building github.com/minio/minio@$MINIO_VERSION with $(go env GOVERSION) (several minutes on 2 cores; cached in $CACHE_DIR/minio)"
   # Module and build caches live in the project cache, so a rebuild after a version bump only
   # downloads and compiles what changed. GOTOOLCHAIN=local: never fetch another Go by surprise

@@ -257,7 +257,7 @@ def test_targets_route_to_compose_or_the_local_stack(target, compose_cmd, local_
 
 def test_ingest_and_process_split_the_dag_at_produce_events():
     ingest = make("-n", "ingest", "STACK=compose", "DATA=data/electronics.csv", "DATE=2020-10-01").stdout
-    assert ("docker compose exec airflow-scheduler airflow dags test ecommerce_customer_profiles 2020-10-01 "
+    assert ("docker compose exec -T airflow-scheduler airflow dags test ecommerce_customer_profiles 2020-10-01 "
             "-c '{\"input_path\": \"data/electronics.csv\"}'") in ingest
     pattern = re.search(r"--mark-success-pattern '([^']+)'", ingest).group(1)
     from airflow.models import DagBag  # the real DAG: every task belongs to ingest or to process
@@ -272,6 +272,10 @@ def test_ingest_and_process_split_the_dag_at_produce_events():
     for position, task_id in enumerate(order):
         assert dag.get_task(task_id).upstream_task_ids <= set(order[:position]) | (set(dag.task_ids) - deferred), task_id
     assert "airflow tasks test ecommerce_customer_profiles $task 2020-10-01" in process
+    # both Airflow commands exit 0 on a failed task: the targets check each task's state
+    for recipe in (ingest, process):
+        assert "tasks state ecommerce_customer_profiles $task 2020-10-01" in recipe
+        assert 'success|skipped) echo' in recipe
 
 
 def test_an_unknown_stack_is_refused():

@@ -224,23 +224,27 @@ def test_elasticsearch_has_one_document_per_user_equal_to_parquet(first_run, es_
     assert client.count(index=index)["count"] == first_run["distinct_users"]
 
     table = pq.ParquetDataset(f"{lake}/profiles/snapshot_date={SNAPSHOT_DATE.isoformat()}", filesystem=minio_filesystem()).read()
-    row = max(table.to_pylist(), key=lambda r: (r["events"], r["user_id"]))
-    document = client.get(index=index, id=str(row["user_id"]))["_source"]
-    assert set(document) == set(PROFILE_COLUMNS)
-    for field in PROFILE_FIELDS:
-        parquet_value, es_value = row[field.name], document[field.name]
-        if field.name == "user_id":
-            assert es_value == str(parquet_value)  # keyword: all 19 digits kept
-        elif parquet_value is None:
-            assert es_value is None, field.name
-        elif field.type == "date":
-            assert es_value == parquet_value.isoformat()
-        elif field.type == "timestamp":
-            assert parse_utc(es_value) == as_utc(parquet_value), field.name
-        elif field.type == "double":
-            assert es_value == pytest.approx(parquet_value, rel=1e-12), field.name
-        else:
-            assert es_value == parquet_value, field.name
+    rows = table.to_pylist()
+    busiest = max(rows, key=lambda r: (r["events"], r["user_id"]))
+    # A profile with null fields (e.g. no purchase -> no avg_order_value): nulls must be kept.
+    with_nulls = next(r for r in rows if any(v is None for v in r.values()))
+    for row in (busiest, with_nulls):
+        document = client.get(index=index, id=str(row["user_id"]))["_source"]
+        assert set(document) == set(PROFILE_COLUMNS)
+        for field in PROFILE_FIELDS:
+            parquet_value, es_value = row[field.name], document[field.name]
+            if field.name == "user_id":
+                assert es_value == str(parquet_value)  # keyword: all 19 digits kept
+            elif parquet_value is None:
+                assert es_value is None, field.name
+            elif field.type == "date":
+                assert es_value == parquet_value.isoformat()
+            elif field.type == "timestamp":
+                assert parse_utc(es_value) == as_utc(parquet_value), field.name
+            elif field.type == "double":
+                assert es_value == pytest.approx(parquet_value, rel=1e-12), field.name
+            else:
+                assert es_value == parquet_value, field.name
 
 
 def test_rerun_of_the_same_offsets_changes_nothing(first_run, submit, es_index, lake):
