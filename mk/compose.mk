@@ -5,14 +5,14 @@
 #
 # Default: compose when `docker compose` and a Docker engine answer, else local.
 # ingest/process run parts of the ecommerce_customer_profiles DAG for one logical date DATE on
-# one CSV file DATA (default: data/electronics.csv, else data/events.csv):
+# one CSV file DATA (default: data/electronics.csv, else data/events.csv; with STACK=compose, a
+# path relative to the project inside ./data, which the containers mount at /opt/airflow/data):
 #   make ingest   `airflow dags test` with every task after produce_events marked success
 #                 without running: CSV -> validate_events -> produce_events -> Kafka
 #   make process  `airflow tasks test` of the remaining tasks in that same run (they read its
 #                 XComs: offsets, snapshot date): Kafka -> Spark -> MinIO + Elasticsearch (+ Kibana)
 
 ENV ?= source scripts/env.sh &&
-PY ?= .cache/venv/bin/python
 COMPOSE ?= docker compose
 DAG_ID ?= ecommerce_customer_profiles
 DATE ?= 2020-10-01

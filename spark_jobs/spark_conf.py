@@ -141,17 +141,18 @@ def kafka_batch_options(
     }
 
 
-def is_local_master(master: str) -> bool:
-    return master == "local" or master.startswith("local[")
+def is_local_master(master: str | None) -> bool:
+    return master is not None and (master == "local" or master.startswith("local["))
 
 
-def jars_conf(jars: list[str], master: str) -> dict[str, str]:
-    """How the connector jars reach the driver and executors.
+def jars_conf(jars: list[str], master: str | None = None) -> dict[str, str]:
+    """How the connector jars reach the driver and the executors.
 
-    A local master runs the executors inside the driver JVM, so the jars go on the JVM's class
-    path at launch: with ``spark.jars`` Spark would instead copy every jar (the 270 MB AWS SDK
-    bundle included) through its file server into a temp dir on each run. A cluster master gets
-    ``spark.jars`` (exactly what ``--jars`` sets), unless its image already bundles them.
+    ``spark.jars`` (what ``--jars`` sets) works for every master: the driver serves the jars to
+    its executors. A *local* master runs the executors inside the driver JVM, so there the jars
+    go on the JVM class path at launch instead: with ``spark.jars`` Spark would copy every jar
+    (the 270 MB AWS SDK bundle included) through its file server into a temp dir on each run.
+    ``master=None`` (unknown) takes the choice that works everywhere.
     """
     if is_local_master(master):
         return {"spark.driver.extraClassPath": os.pathsep.join(jars)}
@@ -160,7 +161,7 @@ def jars_conf(jars: list[str], master: str) -> dict[str, str]:
 
 def job_conf(
     s3a: Mapping[str, str],
-    master: str = "local[2]",
+    master: str | None = None,
     jars_dir: str | os.PathLike | None = None,
     driver_memory: str | None = None,
     shuffle_partitions: int = DEFAULT_SHUFFLE_PARTITIONS,
@@ -168,8 +169,9 @@ def job_conf(
 ) -> dict[str, str]:
     """Every ``--conf`` the profile job needs (pass to SparkSubmitOperator(conf=...) or spark-submit).
 
-    ``s3a`` is the result of ``s3a_conf``; ``master`` the one the job is submitted to;
-    ``driver_memory`` defaults to $SPARK_DRIVER_MEMORY.
+    ``s3a`` is the result of ``s3a_conf``; ``master`` the one the job is submitted to (pass it:
+    a local master gets the jars on the class path, see ``jars_conf``); ``driver_memory``
+    defaults to $SPARK_DRIVER_MEMORY.
     """
     conf = jars_conf(local_jars(jars_dir), master)
     conf.update({

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from spark_jobs.spark_conf import job_conf, s3a_conf
@@ -33,5 +34,8 @@ class ProfileJobSubmitOperator(SparkSubmitOperator):
         if not endpoint:
             raise ValueError(f"connection {self.lake_conn_id} has no extra.endpoint_url (the MinIO URL)")
         region = conn.extra_dejson.get("region_name", "us-east-1")
-        self.conf = {**job_conf(s3a_conf(endpoint, conn.login, conn.password, region=region)), **(self.conf or {})}
+        # The master decides how jars and the driver address are set (local vs a cluster).
+        master = SparkSubmitHook(conn_id=self._conn_id)._resolve_connection()["master"]
+        s3a = s3a_conf(endpoint, conn.login, conn.password, region=region)
+        self.conf = {**job_conf(s3a, master=master), **(self.conf or {})}
         return super().execute(context)
