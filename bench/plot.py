@@ -97,7 +97,7 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     for key, label, unit in SUMMARY_ROWS:
         if all(r.get(key) is None for r in results):
             continue
-        suffix = f" ({unit})" if unit and unit != "x" else ""
+        suffix = f" ({unit})" if unit and unit not in ("x", "load") else ""
         lines.append(f"| {label}{suffix} | " + " | ".join(_fmt(r.get(key), unit) for r in results) + " |")
     return "\n".join(lines)
 
@@ -117,7 +117,7 @@ def size_section(r: dict[str, Any]) -> str:
         out += ["", "| target | value | wanted | met |", "|---|---:|---:|---|"]
         for name, t in r["targets"].items():
             value = t["value"]
-            shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+            shown = f"{value:,.2f}" if isinstance(value, float) and value < 1000 else f"{value:,.0f}"
             out.append(f"| {name} | {shown} | {t['target']} | {'yes' if t['met'] else '**no**'} |")
     walls = {"validate": "validate_s", "produce": "produce_s", "baseline": "baseline_s", "spark": "spark_job_s",
              "duckdb": "duckdb_s", "es": "es_bulk_s", "dag": "dag_wall_s"}

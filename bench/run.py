@@ -354,6 +354,7 @@ def kafka_config() -> dict[str, Any]:
 def stage_baseline(csv_path: Path, topic: str, rows: int, max_events: int | None) -> dict[str, Any]:
     from baseline_producer import produce_baseline
 
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
     create_topic(topic)
     limit = None if not max_events or max_events >= rows else max_events
     say(f"baseline: kafka-python send() per row -> topic {topic}"
@@ -658,7 +659,7 @@ def evaluate_targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if value is None:
             return
         met = value >= target if at_least else value <= target
-        checks[name] = {"value": value, "target": ("≥ " if at_least else "≤ ") + f"{target:g}", "met": bool(met)}
+        checks[name] = {"value": value, "target": ("≥ " if at_least else "≤ ") + f"{target:,g}", "met": bool(met)}
 
     check("produce_events_per_s", result.get("produce_events_per_s"), TARGETS["produce_events_per_s"], True)
     check("produce_speedup_vs_baseline", result.get("produce_speedup_vs_baseline"),

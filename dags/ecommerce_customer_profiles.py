@@ -82,6 +82,7 @@ with DAG(
         staging_path="{{ ti.xcom_pull(task_ids='validate_events')['staging_path'] }}",
         topic=TOPIC,
         kafka_config_id="kafka_default",
+        expected_count="{{ ti.xcom_pull(task_ids='validate_events')['rows_accepted'] }}",
     )
 
     snapshot = "{{ snapshot_date(params, ds, ti.xcom_pull(task_ids='validate_events')) }}"

@@ -20,6 +20,10 @@ from pathlib import Path
 
 INCLUDE_DIR = Path(__file__).resolve().parent
 ES_MAPPING_PATH = INCLUDE_DIR / "elasticsearch" / "customer_profiles_mapping.json"
+PROFILE_DOCS_PATH = INCLUDE_DIR.parent / "docs" / "profiles.md"
+# docs/profiles.md holds the generated field table between these two lines.
+FIELD_TABLE_BEGIN = "<!-- BEGIN GENERATED: profile fields (python -m include.schemas) -->"
+FIELD_TABLE_END = "<!-- END GENERATED: profile fields -->"
 
 # Logical type -> (Spark SQL type name, Elasticsearch type, DuckDB type)
 _TYPES = {
@@ -162,14 +166,25 @@ def es_mapping(fields: tuple[Field, ...] = PROFILE_FIELDS) -> dict:
 def profile_docs_table() -> str:
     rows = ["| Field | Group | Type | Nullable | Meaning and edge cases |", "|---|---|---|---|---|"]
     for f in PROFILE_FIELDS:
-        rows.append(f"| `{f.name}` | {f.group} | {f.type} | {'yes' if f.nullable else 'no'} | {f.description} |")
+        description = f.description.replace("|", "\\|")
+        rows.append(f"| `{f.name}` | {f.group} | {f.type} | {'yes' if f.nullable else 'no'} | {description} |")
     return "\n".join(rows)
+
+
+def docs_with_field_table(text: str) -> str:
+    """``text`` (docs/profiles.md) with the current profile_docs_table() between the markers."""
+    head, begin, rest = text.partition(FIELD_TABLE_BEGIN)
+    _, end, tail = rest.partition(FIELD_TABLE_END)
+    if not begin or not end:
+        raise ValueError(f"docs lack the markers {FIELD_TABLE_BEGIN!r} ... {FIELD_TABLE_END!r}")
+    return f"{head}{FIELD_TABLE_BEGIN}\n{profile_docs_table()}\n{FIELD_TABLE_END}{tail}"
 
 
 def write_generated_files() -> list[Path]:
     ES_MAPPING_PATH.parent.mkdir(parents=True, exist_ok=True)
     ES_MAPPING_PATH.write_text(json.dumps(es_mapping(), indent=2) + "\n")
-    return [ES_MAPPING_PATH]
+    PROFILE_DOCS_PATH.write_text(docs_with_field_table(PROFILE_DOCS_PATH.read_text()))
+    return [ES_MAPPING_PATH, PROFILE_DOCS_PATH]
 
 
 if __name__ == "__main__":

@@ -17,8 +17,13 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# As with stack.sh, a SPARK_JARS_DIR exported by the caller wins over .env.
+caller_jars_dir=${SPARK_JARS_DIR:-}
 # shellcheck disable=SC1091
 source "$here/env.sh"
+if [ -n "$caller_jars_dir" ]; then
+  case "$caller_jars_dir" in /*) SPARK_JARS_DIR=$caller_jars_dir ;; *) SPARK_JARS_DIR="$PWD/$caller_jars_dir" ;; esac
+fi
 eval "$("$here/versions.sh")"
 
 mode=${1:-}
@@ -124,9 +129,9 @@ else
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/spark-jars.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-printf '%s\n' "$POM" > "$work/pom.xml"
 staging="$SPARK_JARS_DIR.staging"
+trap 'rm -rf "$work" "$staging"' EXIT
+printf '%s\n' "$POM" > "$work/pom.xml"
 rm -rf "$staging"
 mkdir -p "$staging" "$(dirname "$SPARK_JARS_DIR")"
 

@@ -164,10 +164,14 @@ def _prepare(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
         .repartition("user_id")
         .transform(dedupe_events)
         .transform(with_event_date)
-        .withColumn("event_hour", F.floor(F.pmod(F.unix_seconds("event_time"), F.lit(SECONDS_PER_DAY)) / SECONDS_PER_HOUR).cast("int"))
-        .withColumn("event_weekday", F.weekday("event_date") + 1)  # ISO: 1 = Monday ... 7 = Sunday
-        .withColumn("weight", interaction_weight)
-        .withColumn("amount", F.col("price").cast(MONEY))
+        .withColumns(
+            {
+                "event_hour": F.floor(F.pmod(F.unix_seconds("event_time"), F.lit(SECONDS_PER_DAY)) / SECONDS_PER_HOUR).cast("int"),
+                "event_weekday": F.weekday("event_date") + 1,  # ISO: 1 = Monday ... 7 = Sunday
+                "weight": interaction_weight,
+                "amount": F.col("price").cast(MONEY),
+            }
+        )
     )
 
 
@@ -351,10 +355,9 @@ def build_profiles(events: DataFrame, snapshot_date: dt.date | str) -> DataFrame
         *affinity_features(),
         *habit_features(),
     )
-    profiles = (
-        per_user.join(rfm_features(prepared, snapshot), "user_id", "left")
-        .fillna(0, subset=["r_score", "f_score", "m_score"])
-        .withColumn("snapshot_date", F.lit(snapshot))
+    # Customers without purchases are not ranked: their scores are 0.
+    profiles = per_user.join(rfm_features(prepared, snapshot), "user_id", "left").fillna(
+        0, subset=["r_score", "f_score", "m_score"]
     )
     segment = rfm_segment(*(F.col(c) for c in ("r_score", "f_score", "m_score", "purchases", "carts")))
-    return _declare(profiles.withColumn("rfm_segment", segment), PROFILE_SCHEMA)
+    return _declare(profiles.withColumns({"snapshot_date": F.lit(snapshot), "rfm_segment": segment}), PROFILE_SCHEMA)

@@ -361,7 +361,8 @@ def validate_files(
                     if len(bucket) < max_examples:
                         bucket.append({"file": source, "line": line_number, "detail": detail, "raw_line": line})
 
-                with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+                # newline="\n": only \n ends a row (a stray \r inside a value does not).
+                with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
                     _read_header(path, handle)
                     # One physical line is one row: a quoted field with an embedded newline
                     # (which this dataset never has) becomes column_count rejects instead of a

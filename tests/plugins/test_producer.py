@@ -25,8 +25,26 @@ def staged(tmp_path_factory):
             "messages": list(read_staged_messages(result.staging_path))}
 
 
+_CREATED: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _delete_test_topics():
+    yield
+    if _CREATED:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
+        existing = set(admin.list_topics(timeout=30).topics)
+        doomed = [t for t in _CREATED if t in existing]  # a failing test may not have created its topic
+        for future in (admin.delete_topics(doomed).values() if doomed else []):
+            future.result(30)
+
+
 def _topic() -> str:
-    return f"test_produce_{uuid.uuid4().hex[:10]}"
+    topic = f"test_produce_{uuid.uuid4().hex[:10]}"
+    _CREATED.append(topic)
+    return topic
 
 
 def _produce(staging_path: str, topic: str, **kwargs):
@@ -95,6 +113,16 @@ def test_a_second_run_continues_where_the_first_ended(stack, staged, tmp_path):
     assert end[str(partition)] == start[str(partition)] + 1
 
 
+def test_an_empty_staging_file_gives_empty_ranges_on_every_partition(stack, tmp_path):
+    empty = tmp_path / "empty.tsv"
+    empty.write_bytes(b"")
+    topic = _topic()
+    out = _produce(str(empty), topic)  # brand-new topic: leaders may still be being elected
+    assert out["produced"] == out["delivered"] == 0
+    partitions = {str(p): 0 for p in range(int(os.environ["KAFKA_TOPIC_PARTITIONS"]))}
+    assert json.loads(out["starting_offsets"]) == json.loads(out["ending_offsets"]) == {topic: partitions}
+
+
 def test_delivered_must_match_the_accepted_count(stack, staged):
     from airflow.exceptions import AirflowException
 
@@ -118,3 +146,45 @@ def test_missing_staging_file_fails_clearly(stack, tmp_path):
 
     with pytest.raises(AirflowException, match="does not exist"):
         _produce(str(tmp_path / "nope.tsv"), _topic())
+
+
+class _Report:
+    """A delivery report as the callback receives it (partition and offset only)."""
+
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def test_delivery_tracker_ranges_failures_new_partitions_and_gaps():
+    from ecommerce.producer import DeliveryTracker, ProduceError, spark_offsets
+
+    tracker = DeliveryTracker([0, 1])
+    on_delivery = tracker.callback()
+    for partition, offset in [(0, 5), (0, 6), (2, 0), (0, 7), (2, 1)]:  # partition 2 appeared meanwhile
+        on_delivery(None, _Report(partition, offset))
+    on_delivery("MSG_TIMED_OUT", None)
+    assert tracker.delivered == 5 and tracker.failed == 1 and tracker.errors == ["MSG_TIMED_OUT"]
+    assert tracker.first_offset == {0: 5, 2: 0} and tracker.last_offset == {0: 7, 2: 1}
+    tracker.check_contiguous("t")
+    starting, ending = spark_offsets("t", [0, 1, 2], tracker, {1: 42})
+    assert json.loads(starting) == {"t": {"0": 5, "1": 42, "2": 0}}
+    assert json.loads(ending) == {"t": {"0": 8, "1": 42, "2": 2}}
+
+    on_delivery(None, _Report(0, 9))  # offset 8 belongs to someone else
+    with pytest.raises(ProduceError, match="another producer"):
+        tracker.check_contiguous("t")
+
+
+def test_a_truncated_staging_file_is_refused(stack, staged, tmp_path):
+    from airflow.exceptions import AirflowException
+
+    truncated = tmp_path / "truncated.tsv"
+    truncated.write_bytes(Path(staged["path"]).read_bytes()[:-10])
+    with pytest.raises(AirflowException, match="incomplete staging file"):
+        _produce(str(truncated), _topic())

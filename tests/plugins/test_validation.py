@@ -7,7 +7,9 @@ them, and EXPECTED_QUARANTINE below must match that table.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import re
 import uuid
 from collections import Counter
@@ -215,15 +217,11 @@ def test_rule(tmp_path, row, rule):
     ],
 )
 def test_valid_edge_values_become_canonical_json(tmp_path, changes, expected):
-    row = _with(**changes) if '"' not in "".join(changes.values()) else None
-    if row is None:  # CSV-quote values that contain quotes
-        values = dict(zip(EVENT_COLUMNS, GOOD_ROW.split(",")))
-        values.update(changes)
-        import io
-
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="").writerow([values[c] for c in EVENT_COLUMNS])
-        row = buffer.getvalue()
+    values = dict(zip(EVENT_COLUMNS, GOOD_ROW.split(",")))
+    values.update(changes)
+    buffer = io.StringIO()  # the csv module quotes values that contain quotes
+    csv.writer(buffer, lineterminator="").writerow([values[c] for c in EVENT_COLUMNS])
+    row = buffer.getvalue()
     result = _validate(tmp_path, _csv_file(tmp_path, row))
     assert result.rows_accepted == 1, _quarantine(result)
     [(key, value)] = list(read_staged_messages(result.staging_path))
@@ -234,11 +232,13 @@ def test_valid_edge_values_become_canonical_json(tmp_path, changes, expected):
     assert key.decode() == str(event["user_id"])
 
 
-def test_blank_lines_are_not_rows_and_crlf_is_accepted(tmp_path):
+def test_blank_lines_are_not_rows_crlf_is_accepted_and_a_lone_cr_ends_nothing(tmp_path):
     path = tmp_path / "crlf.csv"
-    path.write_bytes((HEADER + "\r\n" + GOOD_ROW + "\r\n\r\n" + _with(price="1.00") + "\r\n").encode())
+    rows = [GOOD_ROW, "", _with(price="1.00"), _with(brand="a\rb")]
+    path.write_bytes((HEADER + "\r\n" + "\r\n".join(rows) + "\r\n").encode())
     result = _validate(tmp_path, path)
-    assert (result.rows_read, result.rows_accepted, result.blank_lines) == (2, 2, 1)
+    assert (result.rows_read, result.rows_accepted, result.blank_lines) == (3, 3, 1)
+    assert json.loads(list(read_staged_messages(result.staging_path))[-1][1])["brand"] == "a\rb"
 
 
 def test_duplicates_across_files_of_a_run_keep_the_first(tmp_path):
@@ -316,8 +316,6 @@ def test_generated_bad_rows_are_each_caught_by_their_rule(tmp_path):
 # The operator, against the local MinIO
 # ------------------------------------------------------------------------------------------
 def _s3_client():
-    import os
-
     import boto3
 
     return boto3.client(
@@ -326,14 +324,27 @@ def _s3_client():
     )
 
 
+@pytest.fixture
+def bucket(stack):
+    """A fresh bucket name; the operator creates it, the test run removes it."""
+    name = f"test-validation-{uuid.uuid4().hex[:8]}"
+    yield name
+    s3 = _s3_client()
+    try:
+        for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
+            s3.delete_object(Bucket=name, Key=item["Key"])
+        s3.delete_bucket(Bucket=name)
+    except s3.exceptions.NoSuchBucket:
+        pass
+
+
 def _read_object(s3, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def test_operator_publishes_quarantine_and_report_and_reruns_overwrite(stack, tmp_path):
+def test_operator_publishes_quarantine_and_report_and_reruns_overwrite(bucket, tmp_path):
     from ecommerce.validation import ValidateEventsOperator
 
-    bucket = f"test-validation-{uuid.uuid4().hex[:8]}"
     s3 = _s3_client()
     operator = ValidateEventsOperator(
         task_id="validate", input_path=str(SAMPLE), run_date="2020-10-03", staging_dir=str(tmp_path / "staging"),
@@ -366,12 +377,11 @@ def test_operator_publishes_quarantine_and_report_and_reruns_overwrite(stack, tm
     assert json.loads(_read_object(s3, bucket, prefix + "validation_report.json"))["rows_read"] == 1
 
 
-def test_operator_over_threshold_uploads_the_report_then_fails(stack, tmp_path):
+def test_operator_over_threshold_uploads_the_report_then_fails(bucket, tmp_path):
     from airflow.exceptions import AirflowException
 
     from ecommerce.validation import ValidateEventsOperator
 
-    bucket = f"test-validation-{uuid.uuid4().hex[:8]}"
     operator = ValidateEventsOperator(
         task_id="validate", input_path=str(SAMPLE.parent / "sample_*.csv"), run_date="2020-10-03",
         staging_dir=str(tmp_path), bucket=bucket, max_reject_fraction="0.01",  # templated -> str

@@ -165,7 +165,7 @@ def duckdb_profiles(
     snapshot = snapshot_date if isinstance(snapshot_date, dt.date) else dt.date.fromisoformat(snapshot_date)
     con = connection or duckdb.connect()
     try:
-        return con.execute(_PROFILES_SQL, {"paths": paths, "snapshot": snapshot}).to_arrow_table()
+        return con.sql(_PROFILES_SQL, params={"paths": paths, "snapshot": snapshot}).to_arrow_table()
     finally:
         if connection is None:
             con.close()

@@ -30,7 +30,10 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 def delete_topic(bootstrap: str, topic: str) -> None:
-    AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic])
+    # Keep the client referenced until the result is in: a collected client aborts the request.
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics([topic]).values():
+        future.result(timeout=30)
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[int | None, str, str]]) -> None:
