@@ -124,8 +124,12 @@ def size_section(r: dict[str, Any]) -> str:
     cpu = [f"{stage} {r[f'{stage}_cpu_s']:,.1f} / {r[wall]:,.1f}" for stage, wall in walls.items()
            if r.get(f"{stage}_cpu_s") is not None and r.get(wall)]
     if cpu:
-        out += ["", "CPU seconds / wall seconds per stage (this process and its children; the Kafka, "
-                "MinIO and Elasticsearch servers not counted): " + ", ".join(cpu) + "."]
+        out += ["", "CPU seconds / wall seconds per stage (this process and its children): " + ", ".join(cpu) + "."]
+    servers = [f"{stage} " + ", ".join(f"{k} {v:,.1f}" for k, v in r[f"{stage}_server_cpu_s"].items())
+               for stage in walls if r.get(f"{stage}_server_cpu_s")]
+    if servers:
+        out.append("CPU seconds of the servers during each stage (whole process groups, so including "
+                   "any other client's load): " + "; ".join(servers) + ".")
     if r.get("spark_stage_s"):
         out += ["", "Spark job stages (from the job's summary, seconds): "
                 + ", ".join(f"{k} {v:,.1f}" for k, v in r["spark_stage_s"].items()) + "."]

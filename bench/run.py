@@ -228,6 +228,33 @@ def s3_json(bucket: str, key: str) -> dict[str, Any]:
     return json.loads(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each local-stack service (its whole process group).
+
+    The pid files of scripts/stack.sh name each service's process-group leader; Elasticsearch's
+    launcher and server JVM share one group. Empty for a service that is not a local process.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    pid_dir = Path(os.environ.get("STACK_DIR") or PROJECT_ROOT / ".stack") / "pids"
+    groups: dict[int, str] = {}
+    for name in ("kafka", "minio", "elasticsearch"):
+        try:
+            groups[int((pid_dir / f"{name}.pid").read_text().strip())] = name
+        except (OSError, ValueError):
+            continue
+    used = dict.fromkeys(groups.values(), 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after "(comm)": state ppid pgrp ... utime is the 12th, stime the 13th field
+        name = groups.get(int(fields[2]))
+        if name:
+            used[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
 # ------------------------------------------------------------------------------------------
 # py-spy (optional): sample this process while a Python stage runs
 # ------------------------------------------------------------------------------------------
@@ -811,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_stage(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if name in skip:
             return {}
-        before = os.times()
+        before, servers_before = os.times(), server_cpu_seconds()
         try:
             out = fn()
         except Exception as exc:  # noqa: BLE001 - one failing stage must not hide the others
@@ -822,8 +849,11 @@ def main(argv: list[str] | None = None) -> int:
         after = os.times()
         # CPU seconds of this process and its waited-for children (spark-submit, airflow): with
         # the wall time it shows how much of a stage was waiting for a core on a busy machine.
-        # The Kafka, MinIO and Elasticsearch servers are not counted.
+        # The Kafka, MinIO and Elasticsearch servers are counted apart (their process groups).
         result[f"{name}_cpu_s"] = round(sum(a - b for a, b in zip(after[:4], before[:4])), 2)
+        servers_after = server_cpu_seconds()
+        result[f"{name}_server_cpu_s"] = {k: round(servers_after[k] - v, 2)
+                                          for k, v in servers_before.items() if k in servers_after}
         result.update({k: v for k, v in out.items() if not k.startswith("_")})
         return out
 

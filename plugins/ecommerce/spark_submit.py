@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
@@ -37,5 +38,8 @@ class ProfileJobSubmitOperator(SparkSubmitOperator):
         # The master decides how jars and the driver address are set (local vs a cluster).
         master = SparkSubmitHook(conn_id=self._conn_id)._resolve_connection()["master"]
         s3a = s3a_conf(endpoint, conn.login, conn.password, region=region)
-        self.conf = {**job_conf(s3a, master=master), **(self.conf or {})}
+        conf = job_conf(s3a, master=master)
+        if os.environ.get("SPARK_DRIVER_HOST"):  # cluster mode: where executors reach the driver
+            conf["spark.driver.host"] = os.environ["SPARK_DRIVER_HOST"]
+        self.conf = {**conf, **(self.conf or {})}
         return super().execute(context)
