@@ -230,11 +230,12 @@ def _heaviest(facet: str, weight: str) -> Column:
 # Feature families: each returns aggregate expressions over one user's facet sub-totals.
 def time_features(snapshot_date: dt.date) -> list[Column]:
     snapshot = F.lit(snapshot_date)
+    first_seen, last_seen = F.min(_in("date", "first_time")), F.max(_in("date", "last_time"))
     return [
-        F.min(_in("date", "first_time")).alias("first_seen"),
-        F.max(_in("date", "last_time")).alias("last_seen"),
-        F.datediff(snapshot, F.min(_in("date", "key")).cast("date")).alias("tenure_days"),
-        F.datediff(snapshot, F.max(_in("date", "key")).cast("date")).alias("recency_days"),
+        first_seen.alias("first_seen"),
+        last_seen.alias("last_seen"),
+        F.datediff(snapshot, _utc_date(first_seen)).alias("tenure_days"),
+        F.datediff(snapshot, _utc_date(last_seen)).alias("recency_days"),
         F.count(_in("date", F.lit(1))).alias("active_days"),
     ]
 

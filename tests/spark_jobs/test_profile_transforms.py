@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from pyspark.sql import functions as F
 # is all pyspark.pandas needs to import; nothing here uses the pandas API.
 if not hasattr(np, "NaN"):
     np.NaN = np.nan
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # else pyspark.pandas warns on import
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual  # noqa: E402
 
 from include.schemas import EVENT_COLUMNS, PROFILE_COLUMNS, profile_docs_table  # noqa: E402
