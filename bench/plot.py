@@ -24,6 +24,7 @@ SUMMARY_ROWS = (
     ("validate_s", "validate (CSV -> staging)", "s"),
     ("produce_s", "produce (DAG code)", "s"),
     ("produce_events_per_s", "produce rate", "events/s"),
+    ("produce_cpu_s", "  produce CPU seconds (client process)", "s"),
     ("lost_events", "lost (accepted - in topic)", "events"),
     ("baseline_events", "baseline rows sent", "events"),
     ("baseline_produce_events_per_s", "baseline rate (kafka-python, send per row)", "events/s"),
@@ -31,7 +32,9 @@ SUMMARY_ROWS = (
     ("produce_speedup_vs_baseline", "produce speed-up vs baseline", "x"),
     ("spark_job_s", "Spark job wall (spark-submit)", "s"),
     ("spark_startup_s", "  of which JVM + session start-up", "s"),
+    ("spark_cpu_s", "  Spark job CPU seconds (spark-submit process tree)", "s"),
     ("duckdb_s", "DuckDB reference (floor)", "s"),
+    ("duckdb_cpu_s", "  DuckDB CPU seconds", "s"),
     ("spark_vs_duckdb", "Spark job / DuckDB", "x"),
     ("spark_minus_startup_vs_duckdb", "(Spark job - start-up) / DuckDB", "x"),
     ("spark_profiles", "profiles (Spark)", ""),
@@ -41,6 +44,7 @@ SUMMARY_ROWS = (
     ("dag_wall_s", "whole DAG (airflow dags test)", "s"),
     ("dag_overhead_s", "  of which outside the tasks", "s"),
     ("load_avg_1m_start", "machine load (1-min average) at start", "load"),
+    ("load_avg_1m_end", "machine load (1-min average) at end", "load"),
 )
 
 # (label, function of a result -> seconds or None) for the time-per-stage plot.

@@ -864,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         validation: dict[str, Any] = {}
-        if not {"produce", "spark"} <= skip:
+        if "produce" not in skip:  # the staging file is the producer's input
             validation = run_stage("validate", lambda: stage_validate(csv_path, log_dir / "staging")).get("validation", {})
         snapshot_date = validation.get("max_event_date")
         if "produce" not in skip and validation:
@@ -880,8 +880,8 @@ def main(argv: list[str] | None = None) -> int:
             run_stage("spark", lambda: stage_spark(names["produce_topic"], result.get("produce_offsets") or {},
                                                    names["bucket"], names["index"],
                                                    str(snapshot_date), DAG_LOGICAL_DATE, log_dir))
-        if not args.keep_outputs:
-            delete_topics([t for t in topics if t != names["baseline_topic"] or "baseline" not in skip])
+        if not args.keep_outputs:  # free the broker's disk before the DAG writes its own copy
+            delete_topics(topics)
             topics.clear()
         duck = run_stage("duckdb", lambda: stage_duckdb(csv_path, str(snapshot_date or _last_event_date(csv_path))))
         if "es" not in skip and "_duckdb_table" in duck:
@@ -896,7 +896,8 @@ def main(argv: list[str] | None = None) -> int:
             say("cleaning up bench topics, buckets and indices")
             delete_topics(topics)
             for bucket in (names["bucket"], names["bucket"] + "-dag"):
-                delete_bucket(bucket) if _bucket_exists(bucket) else None
+                if _bucket_exists(bucket):
+                    delete_bucket(bucket)
             delete_indices(f"bench_{run_name}_*")
             shutil.rmtree(log_dir / "staging", ignore_errors=True)
 
