@@ -27,3 +27,29 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def assert_status_up(service: str, url: str) -> None:
+    """`stack.sh status <service>` prints one line: the service, up, its URL."""
+    import re
+
+    result = run_stack("status", service)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^{service}\s+up\s+{re.escape(url)}$", result.stdout, re.MULTILINE), result.stdout
+
+
+def assert_up_refuses_taken_port(tmp_path: Path, service: str, port_var: str, second_port_var: str,
+                                 url_template: str) -> None:
+    """A dummy listener on the service's port: `up` must refuse, name service and port, start nothing."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken_port = squatter.getsockname()[1]
+        result = run_stack(
+            "up", service,
+            env={"STACK_DIR": str(tmp_path / "stack"), port_var: str(taken_port), second_port_var: str(unused_port())},
+        )
+    assert result.returncode != 0
+    assert f"{service} ({url_template.format(port=taken_port)})" in result.stderr
+    assert f"port {taken_port} is already taken" in result.stderr
+    assert not (tmp_path / "stack" / "pids" / f"{service}.pid").exists(), "nothing may have been started"

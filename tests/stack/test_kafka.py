@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import socket
 import time
 import uuid
 
@@ -12,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .stack_cli import run_stack, unused_port
+from .stack_cli import assert_status_up, assert_up_refuses_taken_port
 
 
 @pytest.fixture()
@@ -83,27 +81,8 @@ def test_pipeline_topic_exists_with_configured_partitions(stack):
 
 
 def test_status_reports_kafka_up_with_its_url(stack):
-    result = run_stack("status", "kafka")
-    assert result.returncode == 0, result.stderr
-    assert re.search(rf"^kafka\s+up\s+{re.escape(stack['kafka'])}$", result.stdout, re.MULTILINE), result.stdout
+    assert_status_up("kafka", stack["kafka"])
 
 
 def test_up_fails_clearly_when_the_kafka_port_is_taken(tmp_path):
-    """A dummy listener on the broker port: `up` must refuse and name the service and port."""
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken_port = squatter.getsockname()[1]
-        result = run_stack(
-            "up",
-            "kafka",
-            env={
-                "STACK_DIR": str(tmp_path / "stack"),
-                "KAFKA_PORT": str(taken_port),
-                "KAFKA_CONTROLLER_PORT": str(unused_port()),
-            },
-        )
-    assert result.returncode != 0
-    assert f"kafka (localhost:{taken_port})" in result.stderr
-    assert f"port {taken_port} is already taken" in result.stderr
-    assert not (tmp_path / "stack" / "pids" / "kafka.pid").exists(), "nothing may have been started"
+    assert_up_refuses_taken_port(tmp_path, "kafka", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "localhost:{port}")

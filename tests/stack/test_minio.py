@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
-import socket
 import uuid
 
 import boto3
 import pytest
 
-from .stack_cli import run_stack, unused_port
+from .stack_cli import assert_status_up, assert_up_refuses_taken_port
 
 
 @pytest.fixture()
@@ -44,27 +42,8 @@ def test_object_put_list_get_round_trip(stack, s3):
 
 
 def test_status_reports_minio_up_with_its_url(stack):
-    result = run_stack("status", "minio")
-    assert result.returncode == 0, result.stderr
-    assert re.search(rf"^minio\s+up\s+{re.escape(stack['minio'])}$", result.stdout, re.MULTILINE), result.stdout
+    assert_status_up("minio", stack["minio"])
 
 
 def test_up_fails_clearly_when_the_minio_port_is_taken(tmp_path):
-    """A dummy listener on the S3 port: `up` must refuse and name the service and port."""
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken_port = squatter.getsockname()[1]
-        result = run_stack(
-            "up",
-            "minio",
-            env={
-                "STACK_DIR": str(tmp_path / "stack"),
-                "MINIO_PORT": str(taken_port),
-                "MINIO_CONSOLE_PORT": str(unused_port()),
-            },
-        )
-    assert result.returncode != 0
-    assert f"minio (http://localhost:{taken_port})" in result.stderr
-    assert f"port {taken_port} is already taken" in result.stderr
-    assert not (tmp_path / "stack" / "pids" / "minio.pid").exists(), "nothing may have been started"
+    assert_up_refuses_taken_port(tmp_path, "minio", "MINIO_PORT", "MINIO_CONSOLE_PORT", "http://localhost:{port}")
