@@ -160,15 +160,37 @@ def linearity(results: list[dict[str, Any]]) -> str:
         return "Linearity from 1M to 20M: needs results at two sizes of at least 1M events."
     lo, hi = big[0], big[-1]
     lines = [f"Time per million events, {lo['events']:,} vs {hi['events']:,} events "
-             "(a ratio ≤ 1.00 is linear or better):", "",
-             "| stage | s per 1M at " + f"{lo['events']:,}" + " | s per 1M at " + f"{hi['events']:,}" + " | ratio |",
-             "|---|---:|---:|---:|"]
+             "(a ratio ≤ 1.00 is linear or better; CPU seconds are less sensitive to the machine's load "
+             "than wall seconds):", "",
+             f"| stage | wall s per 1M at {lo['events']:,} | at {hi['events']:,} | ratio "
+             f"| CPU s per 1M at {lo['events']:,} | at {hi['events']:,} | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    cpu_keys = {"validate": "validate_cpu_s", "produce (DAG code)": "produce_cpu_s",
+                "Spark job wall": "spark_cpu_s", "DuckDB reference": "duckdb_cpu_s", "whole DAG": "dag_cpu_s"}
+    per_million = lambda value, r: value / r["events"] * 1e6  # noqa: E731
     for label, get in PLOT_SERIES:
         a, b = get(lo), get(hi)
         if a and b and "start-up" not in label:
-            pa, pb = a / lo["events"] * 1e6, b / hi["events"] * 1e6
-            lines.append(f"| {label} | {pa:,.2f} | {pb:,.2f} | {pb / pa:,.2f} |")
+            pa, pb = per_million(a, lo), per_million(b, hi)
+            row = f"| {label} | {pa:,.2f} | {pb:,.2f} | {pb / pa:,.2f} |"
+            ca, cb = lo.get(cpu_keys.get(label, "")), hi.get(cpu_keys.get(label, ""))
+            if ca and cb:
+                qa, qb = per_million(ca, lo), per_million(cb, hi)
+                row += f" {qa:,.2f} | {qb:,.2f} | {qb / qa:,.2f} |"
+            else:
+                row += " – | – | – |"
+            lines.append(row)
     return "\n".join(lines)
+
+
+CPU_SERIES = (
+    ("validate", "validate_cpu_s"),
+    ("produce (client)", "produce_cpu_s"),
+    ("baseline (client, for the rows it sent)", "baseline_cpu_s"),
+    ("Spark job (spark-submit tree)", "spark_cpu_s"),
+    ("DuckDB reference", "duckdb_cpu_s"),
+    ("whole DAG (airflow tree)", "dag_cpu_s"),
+)
 
 
 def plot(results: list[dict[str, Any]], path: Path = PLOT_PATH) -> Path:
@@ -177,22 +199,24 @@ def plot(results: list[dict[str, Any]], path: Path = PLOT_PATH) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, (wall, cpu, rate) = plt.subplots(1, 3, figsize=(17, 6.5))
     sizes = [r["events"] for r in results]
     for label, get in PLOT_SERIES:
         points = [(r["events"], get(r)) for r in results if get(r)]
         if points:
-            style = "--" if "baseline" in label else "-"
-            left.plot(*zip(*points), style, marker="o", label=label)
-    if sizes:
-        # a line of slope 1 through the DuckDB points shows what "linear" looks like
-        anchor = next(((r["events"], r["duckdb_s"]) for r in results if r.get("duckdb_s")), None)
-        if anchor and len(sizes) > 1:
-            xs = [sizes[0], sizes[-1]]
-            left.plot(xs, [anchor[1] * x / anchor[0] for x in xs], ":", color="grey", label="linear (slope 1)")
-    left.set(xscale="log", yscale="log", xlabel="events", ylabel="seconds", title="Time per stage")
-    left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=8)
+            wall.plot(*zip(*points), "--" if "baseline" in label else "-", marker="o", label=label)
+    # a line of slope 1 through the first DuckDB point shows what "linear" looks like
+    anchor = next(((r["events"], r["duckdb_s"]) for r in results if r.get("duckdb_s")), None)
+    if anchor and len(sizes) > 1:
+        xs = [sizes[0], sizes[-1]]
+        wall.plot(xs, [anchor[1] * x / anchor[0] for x in xs], ":", color="grey", label="linear (slope 1)")
+    wall.set(title="Wall seconds per stage (inflated by the machine's load)")
+
+    for label, key in CPU_SERIES:
+        points = [(r["events"], r[key]) for r in results if r.get(key)]
+        if points:
+            cpu.plot(*zip(*points), "--" if "baseline" in label else "-", marker="o", label=label)
+    cpu.set(title="CPU seconds per stage (harness + children; load-robust)")
 
     for key, label in (("produce_events_per_s", "produce (DAG code), events/s"),
                        ("baseline_produce_events_per_s", "baseline (kafka-python), events/s"),
@@ -200,17 +224,24 @@ def plot(results: list[dict[str, Any]], path: Path = PLOT_PATH) -> Path:
                        ("es_bulk_docs_per_s", "Elasticsearch parallel_bulk, profiles/s")):
         points = [(r["events"], r[key]) for r in results if r.get(key)]
         if points:
-            right.plot(*zip(*points), marker="o", label=label)
-    right.axhline(200_000, color="grey", ls=":", lw=1)
-    right.axhline(20_000, color="grey", ls=":", lw=1)
-    right.set(xscale="log", yscale="log", xlabel="events", ylabel="per second", title="Throughput (dotted: targets)")
-    right.grid(True, which="both", alpha=0.3)
-    right.legend(fontsize=8)
+            rate.plot(*zip(*points), marker="o", label=label)
+    rate.axhline(200_000, color="grey", ls=":", lw=1)
+    rate.axhline(20_000, color="grey", ls=":", lw=1)
+    rate.set(title="Throughput (dotted: targets 200k and 20k)", ylabel="per second")
+    for ax in (wall, cpu, rate):
+        ax.set(xscale="log", yscale="log", xlabel="events")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    wall.set_ylabel("seconds")
+    cpu.set_ylabel("CPU seconds")
     machine = results[-1]["machine"] if results else {}
-    fig.suptitle(f"{machine.get('cores', '?')} cores, {machine.get('cpu_model', '')}, {machine.get('memory_gib', '?')} GiB")
+    loads = ", ".join(f"{r['events']:,}: {r.get('load_avg_1m_start', '?')}" for r in results)
+    fig.suptitle(f"{machine.get('cores', '?')} cores, {machine.get('cpu_model', '')}, "
+                 f"{machine.get('memory_gib', '?')} GiB; 1-min load average at the start of each run: {loads}",
+                 fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

@@ -23,7 +23,7 @@ echo "Running ecommerce_customer_profiles on $data (airflow dags test, logical d
 log="$STACK_LOG_DIR/demo-dags-test.log"
 mkdir -p "$STACK_LOG_DIR"
 airflow dags test ecommerce_customer_profiles "$run_date" -c "{\"input_path\": \"$data\"}" 2>&1 | tee "$log" \
-  | grep --line-buffered -E "Marking task as|ERROR|Error|rows read|Customer profiles|Elasticsearch:|Lake:|Quarantine:|Kibana:|produced|====" || true
+  | grep --line-buffered -E "Marking task as|ERROR|Customer profiles as of|rows read|Elasticsearch: index|Lake: |Quarantine: |Kibana: " || true
 if grep -q "Customer profiles as of" "$log"; then
   echo
   echo "Demo done. Look at: Elasticsearch $ELASTICSEARCH_URL/$ELASTICSEARCH_INDEX/_search, MinIO console http://localhost:$MINIO_CONSOLE_PORT (bucket $MINIO_BUCKET)."
