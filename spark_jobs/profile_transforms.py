@@ -18,11 +18,10 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from include.schemas import EVENT_FIELDS, PROFILE_FIELDS, spark_schema
+from include.schemas import EVENT_COLUMNS, EVENT_FIELDS, PROFILE_FIELDS, spark_schema
 
 EVENT_SCHEMA = spark_schema(EVENT_FIELDS)
 PROFILE_SCHEMA = spark_schema(PROFILE_FIELDS)
-EVENT_COLUMNS = EVENT_SCHEMA.fieldNames()
 
 # Interaction weight per event type for top_category / top_brand. A removal is no sign of
 # affinity, and an unknown event type weighs nothing either.
