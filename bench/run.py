@@ -45,6 +45,8 @@ for entry in (PROJECT_ROOT, PROJECT_ROOT / "plugins", BENCH_DIR):
 
 DEFAULT_EVENTS = 885_129  # rows of the real Kaggle file
 STAGES = ("produce", "baseline", "spark", "duckdb", "es", "dag")
+# The Spark master of the spark stage: the local[2] the DAG uses on the local stack (spark_default).
+SPARK_MASTER = "local[2]"
 # Targets on the 2-core reference machine (issue "Benchmarks: how fast each stage is").
 TARGETS = {
     "produce_events_per_s": 200_000,
@@ -409,10 +411,10 @@ def spark_submit_command(args_for_job: list[str], event_log_dir: Path) -> list[s
     plus an event log for the where-does-the-time-go summary."""
     from spark_jobs import spark_conf
 
-    conf = spark_conf.job_conf(spark_conf.s3a_conf_from_env())
+    conf = spark_conf.job_conf(spark_conf.s3a_conf_from_env(), master=SPARK_MASTER)
     conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir.as_uri()})
     return spark_conf.spark_submit_command(
-        PROJECT_ROOT / "spark_jobs" / "customer_profiles.py", args_for_job, conf,
+        PROJECT_ROOT / "spark_jobs" / "customer_profiles.py", args_for_job, conf, master=SPARK_MASTER,
         spark_submit=str(Path(sys.executable).parent / "spark-submit"))
 
 

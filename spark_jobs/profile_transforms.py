@@ -16,12 +16,17 @@ from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import DateType, StringType, StructField, StructType
 
 from include.schemas import EVENT_COLUMNS, EVENT_FIELDS, PROFILE_FIELDS, spark_schema
 
 EVENT_SCHEMA = spark_schema(EVENT_FIELDS)
 PROFILE_SCHEMA = spark_schema(PROFILE_FIELDS)
+EVENT_DATE = "event_date"  # the archive's partition column
+# The archived rows: the events plus their UTC date.
+ARCHIVE_SCHEMA = StructType([*EVENT_SCHEMA.fields, StructField(EVENT_DATE, DateType(), False)])
+IS_VALID = "is_valid_event"  # parse_kafka_records: all required values present
+COPIES = "copies"  # collapse_duplicates: how many identical records one row stands for
 
 # Interaction weight per event type for top_category / top_brand. A removal is no sign of
 # affinity, and an unknown event type weighs nothing either.
@@ -71,25 +76,35 @@ def _declare(df: DataFrame, schema: StructType) -> DataFrame:
     return df.select(*columns)
 
 
-def _conform_events(raw: DataFrame) -> DataFrame:
-    """Typed events from raw columns named like the CSV (event_time already a timestamp)."""
+def _typed_events(raw: DataFrame) -> DataFrame:
+    """Raw columns named like the CSV (event_time already a timestamp) -> typed, nullable columns
+    plus IS_VALID: whether every required value is present."""
     columns = []
     for field in EVENT_SCHEMA.fields:
         column = F.col(field.name).cast(field.dataType)
         if field.nullable:  # category_code, brand, user_session: empty means unknown
             column = F.nullif(column, F.lit(""))
         columns.append(column.alias(field.name))
+    typed = raw.select(*columns)
     required = [F.col(field.name).isNotNull() for field in EVENT_SCHEMA.fields if not field.nullable]
-    # Rows missing a required value cannot be profiled; the validator quarantines them before
-    # Kafka, so none are expected here.
-    return _declare(raw.select(*columns).where(reduce(Column.__and__, required)), EVENT_SCHEMA)
+    return typed.withColumn(IS_VALID, reduce(Column.__and__, required))
 
 
-def parse_kafka_events(kafka_df: DataFrame) -> DataFrame:
-    """Kafka batch rows (binary ``value`` holding one JSON event) -> typed events.
+def valid_events(typed: DataFrame, schema: StructType = EVENT_SCHEMA) -> DataFrame:
+    """The IS_VALID rows of ``typed`` with ``schema``'s columns, types and nullability.
+
+    Rows missing a required value cannot be profiled; the validator quarantines them before
+    Kafka, so none are expected here (the job counts them as unparsed).
+    """
+    return _declare(typed.where(F.col(IS_VALID)), schema)
+
+
+def parse_kafka_records(kafka_df: DataFrame) -> DataFrame:
+    """Kafka batch rows (binary ``value`` holding one JSON event) -> one typed row per record.
 
     The JSON object has the CSV column names; event_time is ISO-8601 UTC (``2020-09-24T11:57:06Z``),
     ids and price are JSON numbers, empty category_code/brand/user_session strings become null.
+    A record that is not such an object keeps its row, with IS_VALID false, so it can be counted.
     """
     json_schema = StructType(
         [
@@ -98,7 +113,12 @@ def parse_kafka_events(kafka_df: DataFrame) -> DataFrame:
         ]
     )
     parsed = kafka_df.select(F.from_json(F.col("value").cast("string"), json_schema).alias("event")).select("event.*")
-    return _conform_events(parsed.withColumn("event_time", _parse_utc_timestamp(F.col("event_time"))))
+    return _typed_events(parsed.withColumn("event_time", _parse_utc_timestamp(F.col("event_time"))))
+
+
+def parse_kafka_events(kafka_df: DataFrame) -> DataFrame:
+    """Kafka batch rows -> typed events (EVENT_SCHEMA); unusable records are left out."""
+    return valid_events(parse_kafka_records(kafka_df))
 
 
 def read_events_csv(spark: SparkSession, paths: str | list[str]) -> DataFrame:
@@ -108,7 +128,7 @@ def read_events_csv(spark: SparkSession, paths: str | list[str]) -> DataFrame:
     """
     as_text = StructType([StructField(name, StringType(), True) for name in EVENT_COLUMNS])
     raw = spark.read.csv(paths, header=True, schema=as_text, mode="PERMISSIVE")
-    return _conform_events(raw.withColumn("event_time", _parse_utc_timestamp(F.col("event_time"))))
+    return valid_events(_typed_events(raw.withColumn("event_time", _parse_utc_timestamp(F.col("event_time")))))
 
 
 def dedupe_events(events: DataFrame) -> DataFrame:
@@ -122,7 +142,25 @@ def _utc_date(timestamp: Column) -> Column:
 
 def with_event_date(events: DataFrame) -> DataFrame:
     """Add ``event_date``, the UTC date of event_time (the archive's partition column)."""
-    return events.withColumn("event_date", _utc_date(F.col("event_time")))
+    return events.withColumn(EVENT_DATE, _utc_date(F.col("event_time")))
+
+
+def collapse_duplicates(records: DataFrame) -> DataFrame:
+    """Typed records (parse_kafka_records) -> one row per distinct record, with ``copies``.
+
+    Adds event_date and clusters the rows by it, in one shuffle: the archive then writes one file
+    per date, and the copy counts give every count the run reports (records, valid events,
+    duplicates) without reading the input again.
+    """
+    dated = with_event_date(records)
+    return dated.repartition(EVENT_DATE).groupBy(*dated.columns).agg(F.count(F.lit(1)).alias(COPIES))
+
+
+def counts_by_date(collapsed: DataFrame) -> DataFrame:
+    """Per (event_date, IS_VALID): ``records`` (every copy) and ``distinct_records``."""
+    return collapsed.groupBy(EVENT_DATE, IS_VALID).agg(
+        F.sum(COPIES).alias("records"), F.count(F.lit(1)).alias("distinct_records")
+    )
 
 
 def _as_date(snapshot_date: dt.date | str) -> dt.date:

@@ -18,7 +18,7 @@ from airflow.exceptions import AirflowException
 from airflow.models import BaseOperator
 from airflow.providers.elasticsearch.hooks.elasticsearch import ElasticsearchPythonHook
 
-from include.schemas import es_mapping
+from include.schemas import ES_SERVING_SETTINGS, es_mapping
 
 try:  # Airflow 3 Task SDK
     from airflow.sdk import BaseHook
@@ -80,8 +80,9 @@ def publish_profile_index(es, *, alias: str, index: str, expected_docs: int) -> 
     Returns what was done. Older indices of the same snapshot date are deleted (a rerun leaves
     one copy); indices of other dates are kept. The alias only moves forward in time.
     """
+    # The index was bulk-loaded with ES_LOAD_SETTINGS (no refresh, async translog).
+    es.indices.put_settings(index=index, settings={"index": ES_SERVING_SETTINGS})
     es.indices.refresh(index=index)
-    es.indices.put_settings(index=index, settings={"index": {"refresh_interval": "1s"}})
     docs = es.count(index=index)["count"]
     if docs != expected_docs:
         raise AirflowException(

@@ -25,6 +25,7 @@ from spark_io_support import (
     delete_topic,
     list_files,
     minio_filesystem,
+    produce,
     produce_json_events,
     run_spark_submit,
     watermarks,
@@ -144,18 +145,21 @@ def submit(stack, topic_range, es_index, lake, tmp_path_factory):
     logs = tmp_path_factory.mktemp("spark-logs")
     runs: list[dict] = []
 
-    def run_job() -> dict:
-        summary_key = f"{lake}/runs/run_date={RUN_DATE.isoformat()}/spark_summary_{len(runs)}.json"
+    def run_job(offset_range: tuple[str, dict, dict] | None = None, snapshot_date: date = SNAPSHOT_DATE,
+                run_date: date = RUN_DATE, es_index_name: str | None = None) -> dict:
+        """The job over ``offset_range`` (default: the module's topic range) into the module's lake."""
+        run_topic, run_starting, run_ending = offset_range or (topic, starting, ending)
+        summary_key = f"{lake}/runs/run_date={run_date.isoformat()}/spark_summary_{len(runs)}.json"
         args = [
             "--bootstrap-servers", stack["kafka"],
-            "--topic", topic,
-            "--starting-offsets", offsets_json(topic, starting),
-            "--ending-offsets", offsets_json(topic, ending),
-            "--snapshot-date", SNAPSHOT_DATE.isoformat(),
-            "--run-date", RUN_DATE.isoformat(),
+            "--topic", run_topic,
+            "--starting-offsets", offsets_json(run_topic, run_starting),
+            "--ending-offsets", offsets_json(run_topic, run_ending),
+            "--snapshot-date", snapshot_date.isoformat(),
+            "--run-date", run_date.isoformat(),
             "--lake-uri", f"s3a://{lake}",
             "--es-nodes", stack["elasticsearch"],
-            "--es-index", index,
+            "--es-index", es_index_name or index,
             "--summary-uri", f"s3a://{summary_key}",
         ]
         run_spark_submit(JOB, args, logs / f"run{len(runs)}.log", driver_memory="2g")
@@ -267,3 +271,51 @@ def test_rerun_of_the_same_offsets_changes_nothing(first_run, submit, es_index, 
     assert client.count(index=index)["count"] == first_run["distinct_users"]
     for key in ("kafka_records", "events_archived", "archive_events_total", "profiles", "distinct_users", "dates_archived"):
         assert second_run[key] == first_run[key], key
+
+
+def test_next_days_run_profiles_the_whole_archive(first_run, submit, stack, lake, events):
+    """A later run archives only its own dates and still profiles every archived date.
+
+    Its range holds one new day plus two records that are not events: they are counted as
+    unparsed, never archived.
+    """
+    next_day = DATES[-1] + timedelta(days=1)
+    new_events = [
+        {**event, "event_time": event["event_time"].replace(DATES[0].isoformat(), next_day.isoformat())}
+        for event in make_events(seed=11)
+        if event["event_time"].startswith(DATES[0].isoformat())
+    ]
+    topic = f"test_profiles_next_{uuid.uuid4().hex[:12]}"
+    create_topic(stack["kafka"], topic, PARTITIONS)
+    client = Elasticsearch(stack["elasticsearch"])
+    index = f"test_customer_profiles_next_{uuid.uuid4().hex[:12]}"
+    client.indices.create(index=index, **es_mapping())
+    try:
+        starting = watermarks(stack["kafka"], topic, PARTITIONS)
+        produce_json_events(stack["kafka"], topic, new_events)
+        produce(stack["kafka"], topic, [(0, "x", "not json"), (1, "y", json.dumps({"event_type": "view"}))])
+        ending = watermarks(stack["kafka"], topic, PARTITIONS)
+        run = submit((topic, starting, ending), snapshot_date=next_day, run_date=next_day, es_index_name=index)
+
+        everything = events + new_events
+        unique = {json.dumps(e, sort_keys=True) for e in everything}
+        assert run["kafka_records"] == len(new_events) + 2
+        assert run["records_unparsed"] == 2
+        assert run["dates_archived"] == [next_day.isoformat()]
+        assert run["archive_events_total"] == len(unique)
+        assert run["archive_dates_total"] == len(DATES) + 1
+        users = {e["user_id"] for e in everything}
+        assert run["profiles"] == run["distinct_users"] == len(users)
+        # The earlier dates are untouched; the new date holds exactly its events.
+        archive = ds.dataset(f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet",
+                             partitioning="hive").to_table()
+        assert archive.num_rows == len(unique)
+        snapshot = ds.dataset(f"{lake}/profiles/snapshot_date={next_day.isoformat()}", filesystem=minio_filesystem(),
+                              format="parquet").to_table()
+        events_per_user = Counter(json.loads(e)["user_id"] for e in unique)
+        assert dict(zip(snapshot.column("user_id").to_pylist(), snapshot.column("events").to_pylist())) == events_per_user
+        client.indices.refresh(index=index)
+        assert client.count(index=index)["count"] == len(users)
+    finally:
+        client.indices.delete(index=index, ignore_unavailable=True)
+        delete_topic(stack["kafka"], topic)

@@ -24,13 +24,19 @@ from pyspark.testing import assertDataFrameEqual, assertSchemaEqual  # noqa: E40
 
 from include.schemas import EVENT_COLUMNS, PROFILE_COLUMNS, profile_docs_table  # noqa: E402
 from spark_jobs.profile_transforms import (  # noqa: E402
+    ARCHIVE_SCHEMA,
     EVENT_SCHEMA,
+    IS_VALID,
     PROFILE_SCHEMA,
     build_profiles,
+    collapse_duplicates,
+    counts_by_date,
     dedupe_events,
     events_up_to,
     parse_kafka_events,
+    parse_kafka_records,
     read_events_csv,
+    valid_events,
     with_event_date,
 )
 
@@ -202,6 +208,24 @@ def test_parse_kafka_events_types_and_cleans_values(spark):
 
     assert parsed.schema == EVENT_SCHEMA  # nullability included
     assertDataFrameEqual(parsed, spark.createDataFrame(TYPED_EVENTS, EVENT_SCHEMA))
+
+
+def test_collapse_duplicates_counts_every_record_once(spark):
+    """Records -> distinct rows with copies; the per-date counts add up to the input."""
+    values = [json.dumps(v).encode() for v in KAFKA_VALUES]
+    batch = values + values[:1] + values[:1] + [b"not json", b"not json", b"{}"]
+    collapsed = collapse_duplicates(parse_kafka_records(kafka_batch(spark, batch)))
+
+    counts = {(r.event_date, r[IS_VALID]): (r.records, r.distinct_records) for r in counts_by_date(collapsed).collect()}
+    assert sum(records for records, _ in counts.values()) == len(batch)
+    invalid = [v for (_, valid), v in counts.items() if not valid]
+    assert sum(records for records, _ in invalid) == 3  # counted, never archived
+    valid_records = sum(records for (_, ok), (records, _) in counts.items() if ok)
+    assert valid_records == len(KAFKA_VALUES) + 2
+    events = valid_events(collapsed, ARCHIVE_SCHEMA)
+    assert events.schema == ARCHIVE_SCHEMA
+    assertDataFrameEqual(events.drop("event_date"), spark.createDataFrame(TYPED_EVENTS, EVENT_SCHEMA))
+    assert {r.event_date for r in events.collect()} == {d for (d, ok) in counts if ok}
 
 
 def test_read_events_csv_gives_what_kafka_gives(spark, tmp_path):

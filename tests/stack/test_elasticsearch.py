@@ -80,7 +80,10 @@ def test_profile_index_uses_the_generated_mapping(es, new_index_name):
     assert {name: prop["type"] for name, prop in properties.items()} == {
         field.name: field.elasticsearch_type for field in PROFILE_FIELDS
     }
-    assert es.indices.get_settings(index=index)[index]["settings"]["index"]["refresh_interval"] == "30s"
+    settings = es.indices.get_settings(index=index)[index]["settings"]["index"]
+    # Created for the bulk load: no periodic refresh, no fsync per request (publish restores both).
+    assert settings["refresh_interval"] == "-1"
+    assert settings["translog"]["durability"] == "async"
 
 
 def test_indexed_profile_is_searchable_by_user_id(es, new_index_name):
@@ -99,6 +102,9 @@ def test_indexed_profile_is_searchable_by_user_id(es, new_index_name):
     # Range query on a timestamp field: the mapping's date format parses ISO-8601 with offset.
     in_range = es.count(index=index, query={"range": {"last_seen": {"gte": "2024-01-30T00:00:00Z"}}})
     assert in_range["count"] == 1
+    # Numeric metrics have doc values only (index: false) and must still be filterable.
+    assert es.count(index=index, query={"range": {"revenue": {"gte": 1000}}})["count"] == 1
+    assert es.count(index=index, query={"range": {"revenue": {"gt": 2000}}})["count"] == 0
 
 
 def test_strict_mapping_rejects_unknown_fields(es, new_index_name):
