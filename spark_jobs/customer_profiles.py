@@ -201,7 +201,7 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
             .options(**kafka_batch_options(args.bootstrap_servers, args.topic, args.starting_offsets, args.ending_offsets))
             # More, smaller read tasks than topic partitions: 3 partitions on 2 cores would leave
             # one core idle for the last third of the read (Spark splits each range evenly).
-            .option("minPartitions", str(2 * max(len(json.loads(args.starting_offsets)[args.topic]),
+            .option("minPartitions", str(2 * max(len(summary["starting_offsets"][args.topic]),
                                                  spark.sparkContext.defaultParallelism)))
             .load()
         )
@@ -231,7 +231,7 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
     with timer.stage("read_archive"):
         # The profile input is the archive up to the snapshot date. This run's dates are exactly
         # the cached events (just written there), so only the *other* dates are read back.
-        run_dates = [date.fromisoformat(d) for d in summary["dates_archived"]]
+        run_dates = [r[EVENT_DATE] for r in valid]
         if path_exists(spark, archive_uri):
             earlier = spark.read.schema(ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(archive_uri)
             if run_dates:

@@ -77,8 +77,9 @@ def _declare(df: DataFrame, schema: StructType) -> DataFrame:
 
 
 def _typed_events(raw: DataFrame) -> DataFrame:
-    """Raw columns named like the CSV (event_time already a timestamp) -> typed, nullable columns
-    plus IS_VALID: whether every required value is present."""
+    """Raw columns named like the CSV (event_time as text) -> typed, nullable columns plus
+    IS_VALID: whether every required value is present."""
+    raw = raw.withColumn("event_time", _parse_utc_timestamp(F.col("event_time")))
     columns = []
     for field in EVENT_SCHEMA.fields:
         column = F.col(field.name).cast(field.dataType)
@@ -113,7 +114,7 @@ def parse_kafka_records(kafka_df: DataFrame) -> DataFrame:
         ]
     )
     parsed = kafka_df.select(F.from_json(F.col("value").cast("string"), json_schema).alias("event")).select("event.*")
-    return _typed_events(parsed.withColumn("event_time", _parse_utc_timestamp(F.col("event_time"))))
+    return _typed_events(parsed)
 
 
 def parse_kafka_events(kafka_df: DataFrame) -> DataFrame:
@@ -128,7 +129,7 @@ def read_events_csv(spark: SparkSession, paths: str | list[str]) -> DataFrame:
     """
     as_text = StructType([StructField(name, StringType(), True) for name in EVENT_COLUMNS])
     raw = spark.read.csv(paths, header=True, schema=as_text, mode="PERMISSIVE")
-    return valid_events(_typed_events(raw.withColumn("event_time", _parse_utc_timestamp(F.col("event_time")))))
+    return valid_events(_typed_events(raw))
 
 
 def dedupe_events(events: DataFrame) -> DataFrame:
