@@ -9,7 +9,7 @@ DATA ?=
 SIZE ?= 885129
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv jars lock stack-up stack-status stack-down stack-clean test demo airflow bench generate distclean
+.PHONY: help setup venv jars lock stack-up stack-status stack-down stack-clean test test-fast demo airflow bench generate distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,11 +19,13 @@ setup: venv jars ## Install everything into .cache (venv, Spark connector jars, 
 	@[ ! -f scripts/provision_tools.sh ] || $(ENV) bash scripts/provision_tools.sh
 
 venv: .cache/venv/.installed ## Python 3.11 venv with the pinned requirements
-.cache/venv/.installed: requirements.txt
+.cache/venv/.installed: requirements.txt pyproject.toml
 	@command -v python3.11 >/dev/null || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
 	@[ -x $(PY) ] || python3.11 -m venv .cache/venv
 	@echo "Installing Python dependencies (first time: a few minutes)..."
 	@.cache/venv/bin/pip install -q -r requirements.txt
+	@# the project itself, editable: `import ecommerce_profiles` everywhere, no sys.path edits
+	@.cache/venv/bin/pip install -q --no-deps -e .
 	@touch $@
 
 jars: venv ## Spark connector jars from Maven Central into $SPARK_JARS_DIR
@@ -49,6 +51,9 @@ stack-clean: ## Stop the local stack and delete its data and logs (keeps downloa
 test: stack-up ## Run the whole test suite against the local stack
 	@$(ENV) pytest $(PYTEST_ARGS)
 
+test-fast: venv ## Unit tests only: no services, no JVM (seconds)
+	@$(ENV) pytest -m "unit and not spark" -q $(PYTEST_ARGS)
+
 generate: venv ## Generate a sample dataset: make generate SIZE=200000 [OUT=data/electronics.csv]
 	@$(ENV) python scripts/generate_events.py --events $(SIZE) --out $${OUT:-data/electronics.csv}
 
@@ -59,7 +64,7 @@ airflow: stack-up ## Airflow UI + scheduler against the local stack (http://loca
 	@$(ENV) bash scripts/airflow_local.sh
 
 bench: stack-up ## Benchmarks: make bench SIZE=200000 -> bench/results/latest.json, docs/benchmarks.md
-	@$(ENV) python bench/run.py --events $(SIZE)
+	@$(ENV) python -m bench.run --events $(SIZE)
 
 distclean: stack-clean ## Also delete .cache (venv, downloads, builds)
 	rm -rf .cache

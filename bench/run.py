@@ -1,15 +1,15 @@
 """Benchmarks: how fast each stage of the pipeline is, on generated data of a given size.
 
-    make bench SIZE=885129            # = source scripts/env.sh && python bench/run.py --events 885129
-    python bench/run.py --events 200000 --skip-dag --skip-baseline
+    make bench SIZE=885129            # = source scripts/env.sh && python -m bench.run --events 885129
+    python -m bench.run --events 200000 --skip-dag --skip-baseline
 
 One run measures, on the same generated CSV (data/bench/, cached per size and seed):
   validate   the DAG's validation core: CSV -> staging file of Kafka message values
   produce    the DAG's own produce code, staging file -> a fresh topic (events/s, lost)
   baseline   the seed's way: kafka-python, one send() per row as JSON (events/s, lost)
-  spark      spark_jobs/customer_profiles.py via spark-submit on the produced offsets, writing
+  spark      src/ecommerce_profiles/spark_jobs/customer_profiles.py via spark-submit on the produced offsets, writing
              the lake to a bench bucket and the profiles to a bench index (wall, start-up apart)
-  duckdb     the floor: tests/reference/duckdb_profiles.py on the same CSV
+  duckdb     the floor: src/ecommerce_profiles/duckdb_reference.py on the same CSV
   es         profiles/s from the Spark job's Elasticsearch write stage, and separately a Python
              bulk index (helpers.parallel_bulk) of the DuckDB profiles into a scratch index
   dag        the whole DAG with `airflow dags test` on the same CSV (bench topic/bucket/alias)
@@ -39,9 +39,6 @@ from typing import Any, Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = PROJECT_ROOT / "bench"
-for entry in (PROJECT_ROOT, PROJECT_ROOT / "plugins", BENCH_DIR):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
 
 DEFAULT_EVENTS = 885_129  # rows of the real Kaggle file
 STAGES = ("produce", "baseline", "spark", "duckdb", "es", "dag")
@@ -108,7 +105,7 @@ def versions() -> dict[str, str]:
 
 def bench_csv(events: int, seed: int) -> tuple[Path, float | None]:
     """The benchmark CSV for (events, seed), generated once and reused; (path, seconds or None)."""
-    from ecommerce.generator import write_events_csv
+    from ecommerce_profiles.generator import write_events_csv
 
     data_dir = Path(os.environ.get("PIPELINE_DATA_DIR") or PROJECT_ROOT / "data") / "bench"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -316,7 +313,7 @@ class PySpy:
 # ------------------------------------------------------------------------------------------
 def stage_validate(csv_path: Path, staging_dir: Path) -> dict[str, Any]:
     """The DAG's validation core: accepted rows into the staging file the producer sends."""
-    from ecommerce import validation
+    from ecommerce_profiles import validation
 
     staging_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -336,7 +333,7 @@ def stage_validate(csv_path: Path, staging_dir: Path) -> dict[str, Any]:
 def stage_produce(staging_path: str, topic: str, accepted: int, py_spy_dir: Path | None) -> dict[str, Any]:
     """The DAG's own produce code (ecommerce.producer, as ProduceEventsOperator runs it) into a
     fresh topic; the rate is over the whole call (producer set-up and final flush included)."""
-    from ecommerce import producer
+    from ecommerce_profiles import producer
 
     create_topic(topic)
     say(f"produce: {accepted:,} events -> topic {topic} with the DAG's producer")
@@ -381,7 +378,7 @@ def kafka_config() -> dict[str, Any]:
 
 
 def stage_baseline(csv_path: Path, topic: str, rows: int, max_events: int | None) -> dict[str, Any]:
-    from baseline_producer import produce_baseline
+    from bench.baseline_producer import produce_baseline
 
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
     create_topic(topic)
@@ -409,7 +406,7 @@ def stage_baseline(csv_path: Path, topic: str, rows: int, max_events: int | None
 def spark_submit_command(args_for_job: list[str], event_log_dir: Path) -> list[str]:
     """spark-submit as the DAG runs the job: the same jars and conf (spark_conf.job_conf), local[2],
     plus an event log for the where-does-the-time-go summary."""
-    from spark_jobs import spark_conf
+    from ecommerce_profiles.spark_jobs import spark_conf
 
     conf = spark_conf.job_conf(spark_conf.s3a_conf_from_env(), master=SPARK_MASTER)
     conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir.as_uri()})
@@ -420,7 +417,7 @@ def spark_submit_command(args_for_job: list[str], event_log_dir: Path) -> list[s
 
 def stage_spark(topic: str, offsets: dict[str, str], bucket: str, index: str, snapshot_date: str,
                 run_date: str, log_dir: Path) -> dict[str, Any]:
-    from include.schemas import es_mapping
+    from ecommerce_profiles.schemas import es_mapping
 
     if not offsets:  # the producer's own range when it returned one, else the whole topic
         watermarks = topic_offsets(topic)
@@ -549,7 +546,7 @@ def summarise_event_log(path: Path) -> dict[str, Any]:
 
 
 def stage_duckdb(csv_path: Path, snapshot_date: str) -> dict[str, Any]:
-    from tests.reference import duckdb_profiles
+    from ecommerce_profiles import duckdb_reference as duckdb_profiles
 
     say("duckdb: reference profiles from the CSV")
     started = time.perf_counter()
@@ -572,7 +569,7 @@ def stage_es_bulk(table: Any, index: str, max_docs: int) -> dict[str, Any]:
     """Bulk-index profile documents with the official client's helpers.parallel_bulk."""
     from elasticsearch import helpers
 
-    from include.schemas import PROFILE_COLUMNS, es_mapping
+    from ecommerce_profiles.schemas import PROFILE_COLUMNS, es_mapping
 
     arrow = table if hasattr(table, "to_batches") else _to_arrow(table)
     arrow = arrow.slice(0, min(max_docs, arrow.num_rows))
@@ -911,7 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in write_results(result, args.results_dir):
         say(f"wrote {path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}")
     if not args.no_docs:
-        import plot
+        from bench import plot
 
         for path in plot.render(args.results_dir):
             say(f"wrote {path.relative_to(PROJECT_ROOT)}")

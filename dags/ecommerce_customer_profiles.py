@@ -26,13 +26,14 @@ import pendulum
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Param, task
 
-from ecommerce.kibana import KibanaImportOperator
-from ecommerce.producer import ProduceEventsOperator
-from ecommerce.profile_index import CreateProfileIndexOperator, PublishProfileIndexOperator, elasticsearch_client
-from ecommerce.run_plan import MACROS, PROJECT_DIR
-from ecommerce.run_summary import check_and_summarise
-from ecommerce.spark_submit import ProfileJobSubmitOperator
-from ecommerce.validation import ValidateEventsOperator
+from ecommerce_profiles.kibana import KibanaImportOperator
+from ecommerce_profiles.producer import ProduceEventsOperator
+from ecommerce_profiles.profile_index import CreateProfileIndexOperator, PublishProfileIndexOperator, elasticsearch_client
+from ecommerce_profiles.paths import INCLUDE_DIR, SPARK_JOB_FILE
+from ecommerce_profiles.run_plan import MACROS
+from ecommerce_profiles.run_summary import check_and_summarise
+from ecommerce_profiles.spark_submit import ProfileJobSubmitOperator
+from ecommerce_profiles.validation import ValidateEventsOperator
 
 TOPIC = os.environ.get("KAFKA_TOPIC", "ecommerce_events")
 BUCKET = os.environ.get("MINIO_BUCKET", "datalake")
@@ -98,9 +99,8 @@ with DAG(
         task_id="build_profiles",
         conn_id="spark_default",
         lake_conn_id="minio_default",
-        application=str(PROJECT_DIR / "spark_jobs" / "customer_profiles.py"),
+        application=str(SPARK_JOB_FILE),
         name="customer_profiles_{{ ds_nodash }}",
-        env_vars={"PYTHONPATH": str(PROJECT_DIR)},
         application_args=[
             "--bootstrap-servers", "{{ conn.kafka_default.extra_dejson['bootstrap.servers'] }}",
             "--topic", TOPIC,
@@ -127,7 +127,7 @@ with DAG(
 
     import_kibana_objects = KibanaImportOperator(
         task_id="import_kibana_objects",
-        ndjson_path=str(PROJECT_DIR / "include" / "kibana" / "customer_profiles.ndjson"),
+        ndjson_path=str(INCLUDE_DIR / "kibana" / "customer_profiles.ndjson"),
         kibana_conn_id="kibana_default",
     )
 

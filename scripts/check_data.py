@@ -3,7 +3,7 @@
     python scripts/check_data.py [CSV]
 
 Without CSV: data/electronics.csv, else data/events.csv (under $PIPELINE_DATA_DIR when set).
-Checks the header against include.schemas.EVENT_FIELDS and counts the rows; exit status 1 when
+Checks the header against ecommerce_profiles.schemas.EVENT_FIELDS and counts the rows; exit status 1 when
 the file is missing, empty or has another header. Row-level problems are the DAG's job
 (validate_events quarantines them).
 """
@@ -16,10 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
+from ecommerce_profiles.schemas import EVENT_FIELDS
 
-from include.schemas import EVENT_FIELDS  # noqa: E402
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 CANDIDATES = ("electronics.csv", "events.csv")
 KAGGLE_URL = "https://www.kaggle.com/mkechinov/ecommerce-events-history-in-electronics-store"

@@ -19,12 +19,9 @@ if [ -z "${JAVA_HOME:-}" ] || [ ! -x "${JAVA_HOME}/bin/java" ]; then
     [ -x "$candidate/bin/java" ] && { export JAVA_HOME="$candidate"; break; }
   done
 fi
-# `include` and `spark_jobs` are importable packages (Astro convention: `from include.x import y`).
-export PYTHONPATH="$PROJECT_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # Airflow, local route: SQLite metadata under .stack, this repo's folders, no examples.
 export AIRFLOW_HOME="$STACK_DIR/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$PROJECT_ROOT/dags"
-export AIRFLOW__CORE__PLUGINS_FOLDER="$PROJECT_ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export PIPELINE_DATA_DIR="${PIPELINE_DATA_DIR:-$PROJECT_ROOT/data}"

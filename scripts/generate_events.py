@@ -6,7 +6,7 @@
     python scripts/generate_events.py --events 200000 --bad-rows 5 --out data/demo.csv
 
 Deterministic: the same arguments give the same bytes. --bad-rows K plants K invalid rows per
-validation rule (see plugins/ecommerce/generator.py) for demos and tests. Prints a JSON summary.
+validation rule (see src/ecommerce_profiles/generator.py) for demos and tests. Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-for entry in (PROJECT_ROOT, PROJECT_ROOT / "plugins"):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
-
-from ecommerce.generator import DATASET_SHAPE, write_events_csv  # noqa: E402
+from ecommerce_profiles.generator import DATASET_SHAPE, write_events_csv
+from ecommerce_profiles.paths import data_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=DATASET_SHAPE["rows"],
                         help="data rows to write, duplicates and bad rows included (default: %(default)s, the real file's size)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "data" / "electronics.csv")
+    parser.add_argument("--out", type=Path, default=data_dir() / "electronics.csv")
     parser.add_argument("--start", default=DATASET_SHAPE["first_date"], help="first UTC date (default: %(default)s)")
     parser.add_argument("--end", default=DATASET_SHAPE["last_date"], help="last UTC date, inclusive (default: %(default)s)")
     parser.add_argument("--duplicate-rate", type=float, default=0.001, help="share of exact duplicate rows")

@@ -15,6 +15,31 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+# Fixtures that need a running service (or spawn Airflow/spark-submit against one).
+_INTEGRATION_FIXTURES = {"stack"}
+# Folders whose tests need what `make setup` provisions (Airflow's DB, the Compose CLI and the
+# Dockerfile linter) even where they use no service.
+_INTEGRATION_FOLDERS = ("dags", "stack", "deployment")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test `integration` when it uses the stack, `unit` otherwise.
+
+    Derived from the fixtures a test really requests, so a new test cannot be mis-filed:
+    `make test-fast` (-m unit) runs everything that needs neither services nor spark-submit.
+    A local SparkSession (the `spark` fixture) is a unit test here, but a slow one: `spark`.
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        folder = Path(str(item.fspath)).relative_to(PROJECT_ROOT / "tests").parts[0]
+        if names & _INTEGRATION_FIXTURES or folder in _INTEGRATION_FOLDERS:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+        if "spark" in names:
+            item.add_marker(pytest.mark.spark)
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT

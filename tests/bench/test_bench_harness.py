@@ -23,9 +23,9 @@ def bench_run(stack, project_root, tmp_path_factory):
     results_dir = tmp / "results"
     env = {**os.environ, "PIPELINE_DATA_DIR": str(tmp / "data")}
     proc = subprocess.run(
-        [sys.executable, str(project_root / "bench" / "run.py"), "--events", str(EVENTS),
+        [sys.executable, "-m", "bench.run", "--events", str(EVENTS),
          "--skip-spark", "--skip-dag", "--no-docs", "--results-dir", str(results_dir)],
-        env=env, capture_output=True, text=True, timeout=900,
+        env=env, cwd=project_root, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return {"tmp": tmp, "results_dir": results_dir, "stdout": proc.stdout,

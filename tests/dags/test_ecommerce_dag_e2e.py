@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from elasticsearch import Elasticsearch
 
-from ecommerce.generator import write_events_csv
+from ecommerce_profiles.generator import write_events_csv
 
 RUN_DATE = "2020-11-17"
 BAD_ROWS = [  # (line content, rule the validator must report)
@@ -158,7 +158,7 @@ def test_lake_holds_archive_and_snapshot(dag_run, first_run):
     keys, rows, columns = _lake_table(s3, bucket, "profiles/")
     assert keys and all(f"snapshot_date={RUN_DATE}/" in k for k in keys)
     assert len(rows) == len(expected)
-    from include.schemas import PROFILE_COLUMNS
+    from ecommerce_profiles.schemas import PROFILE_COLUMNS
     assert set(columns) | {"snapshot_date"} == set(PROFILE_COLUMNS)
 
 

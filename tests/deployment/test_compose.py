@@ -177,7 +177,7 @@ def test_airflow_containers_see_service_names_not_localhost(model, env):
     scheduler_env = model["services"]["airflow-scheduler"]["environment"]
     assert scheduler_env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092"
     assert scheduler_env["SPARK_JARS_DIR"] == "/opt/spark-jars"
-    assert scheduler_env["PYTHONPATH"] == "/opt/airflow"
+    assert scheduler_env["PIPELINE_PROJECT_DIR"] == "/opt/airflow"
     assert scheduler_env["PIPELINE_DATA_DIR"] == "/opt/airflow/data"
     assert scheduler_env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
 
@@ -262,5 +262,5 @@ def test_airflow_shape_follows_the_official_file():
     assert {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"} <= set(raw["services"])
     assert raw["x-airflow-common"]["user"] == "${AIRFLOW_UID:-50000}:0"
     mounts = {m.split(":")[0] for m in raw["x-airflow-common"]["volumes"]}
-    assert {"./dags", "./plugins", "./include", "./spark_jobs", "./data"} <= mounts
+    assert {"./dags", "./src", "./include", "./data"} <= mounts
 

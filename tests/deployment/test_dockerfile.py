@@ -78,15 +78,15 @@ def test_a_copy_of_a_missing_or_ignored_file_is_reported(tmp_path):
 def test_dockerignore_keeps_secrets_and_data_out_but_the_build_inputs_in():
     patterns = checks.read_dockerignore(ROOT / ".dockerignore")
     for path in (".env", "data/electronics.csv", ".cache/venv/bin/python", ".stack/logs/kafka.log",
-                 "plugins/ecommerce/__pycache__/x.pyc", "tests/conftest.py", "docs/deployment.md"):
+                 "src/ecommerce_profiles/__pycache__/x.pyc", "tests/conftest.py", "docs/deployment.md"):
         assert checks.dockerignored(path, patterns), path
-    for path in ("docs/versions.md", "scripts/spark_jars.sh", "requirements.txt", "plugins/ecommerce/kibana.py"):
+    for path in ("docs/versions.md", "scripts/spark_jars.sh", "requirements.txt", "src/ecommerce_profiles/kibana.py"):
         assert not checks.dockerignored(path, patterns), path
 
 
 def test_image_paths_match_the_compose_environment(model):
     assert checks.check_image_matches_compose(DOCKERFILE.read_text(), model) == []
-    text = DOCKERFILE.read_text().replace("SPARK_JARS_DIR=/opt/spark-jars \\\n    PYTHONPATH", "SPARK_JARS_DIR=/opt/jars \\\n    PYTHONPATH")
+    text = DOCKERFILE.read_text().replace("SPARK_JARS_DIR=/opt/spark-jars \\\n    PIPELINE_PROJECT_DIR", "SPARK_JARS_DIR=/opt/jars \\\n    PIPELINE_PROJECT_DIR")
     assert any("SPARK_JARS_DIR=/opt/spark-jars but the image sets /opt/jars" in p
                for p in checks.check_image_matches_compose(text, model))
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from include.kibana.build_saved_objects import NDJSON_PATH, build, render
-from include.schemas import PROFILE_COLUMNS, es_mapping
+from ecommerce_profiles.kibana_objects import NDJSON_PATH, build, render
+from ecommerce_profiles.schemas import PROFILE_COLUMNS, es_mapping
 
 AGGREGATABLE_ES_TYPES = {"keyword", "integer", "long", "short", "byte", "double", "float", "half_float",
                          "scaled_float", "date", "boolean", "ip"}
@@ -41,7 +41,7 @@ def lens_columns(objects: list[dict]):
 
 def test_file_is_generated_from_the_builder():
     assert NDJSON_PATH.read_text() == render(build()), (
-        "customer_profiles.ndjson is stale: run `python -m include.kibana.build_saved_objects`"
+        "customer_profiles.ndjson is stale: run `python -m ecommerce_profiles.kibana_objects`"
     )
 
 

@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 import pytest
 from pyspark.sql import functions as F
 
-from ecommerce.generator import DEFAULT_EVENT_MIX, write_events_csv
-from include.schemas import PROFILE_FIELDS
-from spark_jobs.profile_transforms import PROFILE_SCHEMA, build_profiles, read_events_csv
-from tests.reference.duckdb_profiles import duckdb_profiles
+from ecommerce_profiles.generator import DEFAULT_EVENT_MIX, write_events_csv
+from ecommerce_profiles.schemas import PROFILE_FIELDS
+from ecommerce_profiles.spark_jobs.profile_transforms import PROFILE_SCHEMA, build_profiles, read_events_csv
+from ecommerce_profiles.duckdb_reference import duckdb_profiles
 
 N_EVENTS = 120_000
 SNAPSHOT = dt.date(2021, 1, 15)  # inside the generated range (2020-09-24 .. 2021-02-28)

@@ -17,7 +17,7 @@ import pyarrow.fs
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from spark_jobs.spark_conf import job_conf, s3a_conf_from_env, spark_submit_command
+from ecommerce_profiles.spark_jobs.spark_conf import job_conf, s3a_conf_from_env, spark_submit_command
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MASTER = "local[2]"

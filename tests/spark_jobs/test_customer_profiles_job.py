@@ -1,4 +1,4 @@
-"""End to end: spark_jobs/customer_profiles.py via spark-submit against the real stack.
+"""End to end: src/ecommerce_profiles/spark_jobs/customer_profiles.py via spark-submit against the real stack.
 
 A few hundred hand-made events (with exact duplicates, three partitions, three dates and one
 date after the snapshot) go to a fresh topic; the job's outputs are checked in MinIO (archive,
@@ -31,8 +31,8 @@ from spark_io_support import (
     watermarks,
 )
 
-from include.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, es_mapping
-from spark_jobs.spark_conf import offsets_json
+from ecommerce_profiles.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, es_mapping
+from ecommerce_profiles.spark_jobs.spark_conf import offsets_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOB = PROJECT_ROOT / "spark_jobs" / "customer_profiles.py"

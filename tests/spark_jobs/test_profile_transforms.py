@@ -22,8 +22,8 @@ if not hasattr(np, "NaN"):
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # else pyspark.pandas warns on import
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual  # noqa: E402
 
-from include.schemas import EVENT_COLUMNS, PROFILE_COLUMNS, profile_docs_table  # noqa: E402
-from spark_jobs.profile_transforms import (  # noqa: E402
+from ecommerce_profiles.schemas import EVENT_COLUMNS, PROFILE_COLUMNS, profile_docs_table  # noqa: E402
+from ecommerce_profiles.spark_jobs.profile_transforms import (  # noqa: E402
     ARCHIVE_SCHEMA,
     EVENT_SCHEMA,
     IS_VALID,
@@ -358,15 +358,15 @@ def test_rfm_quintiles_and_segments(spark):
 # Generated contract files
 # ---------------------------------------------------------------------------------------------
 def test_committed_elasticsearch_mapping_is_current():
-    from include.schemas import ES_MAPPING_PATH, es_mapping
+    from ecommerce_profiles.schemas import ES_MAPPING_PATH, es_mapping
 
-    assert json.loads(ES_MAPPING_PATH.read_text()) == es_mapping(), "run: python -m include.schemas"
+    assert json.loads(ES_MAPPING_PATH.read_text()) == es_mapping(), "run: python -m ecommerce_profiles.schemas"
 
 
 def test_profiles_doc_holds_the_generated_field_table(project_root):
-    from include.schemas import PROFILE_DOCS_PATH, docs_with_field_table
+    from ecommerce_profiles.schemas import PROFILE_DOCS_PATH, docs_with_field_table
 
     text = (project_root / "docs" / "profiles.md").read_text()
     assert PROFILE_DOCS_PATH == project_root / "docs" / "profiles.md"
     assert profile_docs_table() in text
-    assert docs_with_field_table(text) == text, "run: python -m include.schemas"
+    assert docs_with_field_table(text) == text, "run: python -m ecommerce_profiles.schemas"

@@ -1,4 +1,4 @@
-"""spark_jobs/spark_conf.py: the conf the DAG and the tests hand to spark-submit."""
+"""src/ecommerce_profiles/spark_jobs/spark_conf.py: the conf the DAG and the tests hand to spark-submit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from spark_jobs import spark_conf
+from ecommerce_profiles.spark_jobs import spark_conf
 
 
 @pytest.fixture

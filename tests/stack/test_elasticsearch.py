@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 import pytest
 from elasticsearch import BadRequestError, Elasticsearch, helpers
 
-from include.schemas import PROFILE_FIELDS, es_mapping
+from ecommerce_profiles.schemas import PROFILE_FIELDS, es_mapping
 
 SNAPSHOT_DATE = date(2024, 1, 31)
 

@@ -8,9 +8,9 @@ Rules, checked in this order, the first failing one is the row's rule (names are
 
 =========================  ===================================================================
 ``column_count``           the row does not have one value per header column
-``required_field_missing`` a non-nullable column (``include.schemas.EVENT_FIELDS``) is empty
+``required_field_missing`` a non-nullable column (``ecommerce_profiles.schemas.EVENT_FIELDS``) is empty
 ``event_time_format``      not ``YYYY-MM-DD HH:MM:SS UTC`` with a real date and time
-``event_type_domain``      not one of ``include.schemas.EVENT_TYPES``
+``event_type_domain``      not one of ``ecommerce_profiles.schemas.EVENT_TYPES``
 ``<column>_integral``      product_id / category_id / user_id: not an integer in int64 range
 ``price_decimal``          not a plain decimal number >= 0 (no sign, exponent, NaN or inf)
 ``duplicate_row``          an exact copy of an earlier accepted row of the same run (the first
@@ -48,7 +48,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from include.schemas import EVENT_COLUMNS, EVENT_FIELDS, EVENT_TYPES
+from ecommerce_profiles.schemas import EVENT_COLUMNS, EVENT_FIELDS, EVENT_TYPES
 
 STAGING_FILE_NAME = "messages.tsv"
 QUARANTINE_FILE_NAME = "quarantine.csv"
@@ -207,10 +207,10 @@ def _value_fragments() -> tuple[str, ...]:
 assert EVENT_COLUMNS == (
     "event_time", "event_type", "product_id", "category_id", "category_code",
     "brand", "price", "user_id", "user_session",
-), "validation.py's row unpacking must follow include.schemas.EVENT_COLUMNS"
+), "validation.py's row unpacking must follow ecommerce_profiles.schemas.EVENT_COLUMNS"
 assert [f.type for f in EVENT_FIELDS] == [
     "timestamp", "string", "long", "long", "string", "string", "double", "long", "string",
-], "validation.py's row checks must follow include.schemas.EVENT_FIELDS types"
+], "validation.py's row checks must follow ecommerce_profiles.schemas.EVENT_FIELDS types"
 _FRAGMENTS = _value_fragments()
 _EVENT_TYPE_JSON = {name: json.dumps(name) for name in EVENT_TYPES}
 

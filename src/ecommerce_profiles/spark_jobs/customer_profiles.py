@@ -1,7 +1,7 @@
 """Spark job: one run's Kafka offset range -> Parquet archive -> customer profiles -> lake + Elasticsearch.
 
-This file only wires I/O; the transformations live in ``spark_jobs.profile_transforms`` and the
-connector settings in ``spark_jobs.spark_conf``. The caller (SparkSubmitOperator or
+This file only wires I/O; the transformations live in ``ecommerce_profiles.spark_jobs.profile_transforms`` and the
+connector settings in ``ecommerce_profiles.spark_jobs.spark_conf``. The caller (SparkSubmitOperator or
 spark-submit) passes the s3a settings and the connector jars as Spark conf (see
 ``spark_conf.job_conf``); nothing is downloaded at run time.
 
@@ -42,8 +42,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from include.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, spark_schema
-from spark_jobs.profile_transforms import (
+from ecommerce_profiles.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, spark_schema
+from ecommerce_profiles.spark_jobs.profile_transforms import (
     ARCHIVE_SCHEMA,
     EVENT_DATE,
     IS_VALID,
@@ -53,7 +53,7 @@ from spark_jobs.profile_transforms import (
     parse_kafka_records,
     valid_events,
 )
-from spark_jobs.spark_conf import es_write_options, kafka_batch_options
+from ecommerce_profiles.spark_jobs.spark_conf import es_write_options, kafka_batch_options
 
 LOG = logging.getLogger("customer_profiles")
 # Parquet files of the snapshot and concurrent Elasticsearch bulk writers: the snapshot is
@@ -141,7 +141,7 @@ def check_profile_schema(profiles: DataFrame) -> DataFrame:
     actual = {f.name: f.dataType for f in profiles.schema.fields}
     if actual != expected:
         wrong = {n: (str(actual.get(n)), str(t)) for n, t in expected.items() if actual.get(n) != t}
-        raise ValueError(f"profiles do not match include.schemas PROFILE_FIELDS (actual, expected): {wrong}")
+        raise ValueError(f"profiles do not match ecommerce_profiles.schemas PROFILE_FIELDS (actual, expected): {wrong}")
     return profiles
 
 

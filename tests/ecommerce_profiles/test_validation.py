@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce.generator import BAD_ROW_VARIANTS, write_events_csv
-from ecommerce.validation import (
+from ecommerce_profiles.generator import BAD_ROW_VARIANTS, write_events_csv
+from ecommerce_profiles.validation import (
     QUARANTINE_COLUMNS,
     RULES,
     HeaderError,
@@ -28,7 +28,7 @@ from ecommerce.validation import (
     resolve_input,
     validate_files,
 )
-from include.schemas import EVENT_COLUMNS, EVENT_FIELDS, spark_schema
+from ecommerce_profiles.schemas import EVENT_COLUMNS, EVENT_FIELDS, spark_schema
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_events.csv"
 HEADER = ",".join(EVENT_COLUMNS)
@@ -343,7 +343,7 @@ def _read_object(s3, bucket: str, key: str) -> bytes:
 
 
 def test_operator_publishes_quarantine_and_report_and_reruns_overwrite(bucket, tmp_path):
-    from ecommerce.validation import ValidateEventsOperator
+    from ecommerce_profiles.validation import ValidateEventsOperator
 
     s3 = _s3_client()
     operator = ValidateEventsOperator(
@@ -380,7 +380,7 @@ def test_operator_publishes_quarantine_and_report_and_reruns_overwrite(bucket, t
 def test_operator_over_threshold_uploads_the_report_then_fails(bucket, tmp_path):
     from airflow.exceptions import AirflowException
 
-    from ecommerce.validation import ValidateEventsOperator
+    from ecommerce_profiles.validation import ValidateEventsOperator
 
     operator = ValidateEventsOperator(
         task_id="validate", input_path=str(SAMPLE.parent / "sample_*.csv"), run_date="2020-10-03",

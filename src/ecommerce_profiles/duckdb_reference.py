@@ -1,7 +1,7 @@
 """An independent DuckDB SQL implementation of the customer profiles (tests and benchmarks only).
 
 It reads the events CSV directly and follows docs/profiles.md, sharing no code with
-spark_jobs/profile_transforms.py beyond the field list in include/schemas.py (used to read the
+src/ecommerce_profiles/spark_jobs/profile_transforms.py beyond the field list in src/ecommerce_profiles/schemas.py (used to read the
 CSV and to cast the result to the contract's types). Where the two must agree exactly, the
 definitions are exact in both: money is added as DECIMAL(18,2), quintiles come from RANK() with
 integer arithmetic, ties are broken by value.
@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from include.schemas import EVENT_COLUMNS, PROFILE_FIELDS
+from ecommerce_profiles.schemas import EVENT_COLUMNS, PROFILE_FIELDS
 
 _TOP_BY_WEIGHT = """
     SELECT user_id, {column} AS top_{name}, weight / total_weight AS top_{name}_share

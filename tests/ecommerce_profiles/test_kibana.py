@@ -26,8 +26,8 @@ import pytest
 import requests
 from airflow.sdk.exceptions import AirflowSkipException
 
-from ecommerce.kibana import KibanaHook, KibanaImportError, KibanaImportOperator
-from include.kibana.build_saved_objects import DASHBOARD_ID, NDJSON_PATH
+from ecommerce_profiles.kibana import KibanaHook, KibanaImportError, KibanaImportOperator
+from ecommerce_profiles.kibana_objects import DASHBOARD_ID, NDJSON_PATH
 
 IMPORTABLE_TYPES = {"index-pattern", "visualization", "lens", "dashboard", "search", "map", "tag"}
 ICONS = {"index-pattern": "indexPatternApp", "lens": "lensApp", "dashboard": "dashboardApp",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from ecommerce.validation import read_staged_messages, validate_files
+from ecommerce_profiles.validation import read_staged_messages, validate_files
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_events.csv"
 
@@ -48,7 +48,7 @@ def _topic() -> str:
 
 
 def _produce(staging_path: str, topic: str, **kwargs):
-    from ecommerce.producer import ProduceEventsOperator
+    from ecommerce_profiles.producer import ProduceEventsOperator
 
     operator = ProduceEventsOperator(task_id="produce", staging_path=staging_path, topic=topic, **kwargs)
     return operator.execute(context={})
@@ -162,7 +162,7 @@ class _Report:
 
 
 def test_delivery_tracker_ranges_failures_new_partitions_and_gaps():
-    from ecommerce.producer import DeliveryTracker, ProduceError, spark_offsets
+    from ecommerce_profiles.producer import DeliveryTracker, ProduceError, spark_offsets
 
     tracker = DeliveryTracker([0, 1])
     on_delivery = tracker.callback()

@@ -1,6 +1,6 @@
 """Customer-profile transforms: small, pure DataFrame -> DataFrame functions.
 
-No I/O happens here; spark_jobs/customer_profiles.py wires these functions to Kafka, MinIO and
+No I/O happens here; src/ecommerce_profiles/spark_jobs/customer_profiles.py wires these functions to Kafka, MinIO and
 Elasticsearch. Only built-in Spark SQL functions are used (no Python UDFs): the Compose Spark
 workers run the JVM without this project's Python code.
 
@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, StructField, StructType
 
-from include.schemas import EVENT_COLUMNS, EVENT_FIELDS, PROFILE_FIELDS, spark_schema
+from ecommerce_profiles.schemas import EVENT_COLUMNS, EVENT_FIELDS, PROFILE_FIELDS, spark_schema
 
 EVENT_SCHEMA = spark_schema(EVENT_FIELDS)
 PROFILE_SCHEMA = spark_schema(PROFILE_FIELDS)
@@ -380,7 +380,7 @@ def build_profiles(events: DataFrame, snapshot_date: dt.date | str) -> DataFrame
     """One profile per user with an event at or before the end of ``snapshot_date`` (UTC).
 
     ``events`` are typed events (parse_kafka_events / read_events_csv); extra columns such as
-    event_date are ignored. The result has exactly PROFILE_SCHEMA (include/schemas.py).
+    event_date are ignored. The result has exactly PROFILE_SCHEMA (src/ecommerce_profiles/schemas.py).
     ``events`` is read twice (all events, then purchases for the RFM ranks): cache it when it is
     expensive to recompute.
     """

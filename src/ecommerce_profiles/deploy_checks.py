@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+from ecommerce_profiles.paths import PROJECT_DIR
+
+ROOT = PROJECT_DIR
 TOOLS_BIN = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")) / "tools" / "bin"
 
 AIRFLOW_IMAGE_NAME = "ecommerce-profiles-airflow"
@@ -403,7 +405,7 @@ def check_image_matches_compose(dockerfile_text: str, model: dict[str, Any]) -> 
     problems = []
     for name, service in airflow_services(model).items():
         environment = service.get("environment") or {}
-        for key in ("SPARK_JARS_DIR", "PYTHONPATH", "PIPELINE_DATA_DIR", "JAVA_HOME"):
+        for key in ("SPARK_JARS_DIR", "PIPELINE_PROJECT_DIR", "PIPELINE_DATA_DIR", "JAVA_HOME"):
             if key in environment and environment[key] != image_env.get(key):
                 problems.append(f"{name}: {key}={environment[key]} but the image sets {image_env.get(key)}")
             if key != "JAVA_HOME" and key not in image_env:

@@ -15,11 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Mapping
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("PIPELINE_DATA_DIR") or PROJECT_DIR / "data")
+from ecommerce_profiles.paths import PROJECT_DIR, data_dir
 
 
 def input_glob(params: Mapping[str, Any], ds: str) -> str:

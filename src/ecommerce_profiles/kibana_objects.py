@@ -1,9 +1,9 @@
 """Generate include/kibana/customer_profiles.ndjson: the Kibana saved objects of the profiles.
 
-    python -m include.kibana.build_saved_objects     # (via scripts/env.sh) rewrites the NDJSON
+    python -m ecommerce_profiles.kibana_objects     # (via scripts/env.sh) rewrites the NDJSON
 
 The NDJSON is what the DAG imports (POST /api/saved_objects/_import); it is generated so that
-every field a chart uses is looked up in include/schemas.py (a renamed field fails here, not in
+every field a chart uses is looked up in src/ecommerce_profiles/schemas.py (a renamed field fails here, not in
 Kibana) and the data view's title is the Elasticsearch alias from .env. A test checks that the
 committed file equals this module's output.
 
@@ -27,9 +27,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from include.schemas import PROFILE_FIELDS, Field
+from ecommerce_profiles.paths import INCLUDE_DIR
+from ecommerce_profiles.schemas import PROFILE_FIELDS, Field
 
-NDJSON_PATH = Path(__file__).resolve().parent / "customer_profiles.ndjson"
+NDJSON_PATH = INCLUDE_DIR / "kibana" / "customer_profiles.ndjson"
 
 CORE_MIGRATION_VERSION = "8.8.0"
 TYPE_MIGRATION_VERSIONS = {"index-pattern": "8.0.0", "lens": "8.9.0", "dashboard": "10.2.0"}
@@ -49,7 +50,7 @@ def _field(name: str) -> Field:
     try:
         return _FIELDS[name]
     except KeyError:
-        raise KeyError(f"Kibana chart uses {name!r}, which is not in include.schemas.PROFILE_FIELDS") from None
+        raise KeyError(f"Kibana chart uses {name!r}, which is not in ecommerce_profiles.schemas.PROFILE_FIELDS") from None
 
 
 def _lens_data_type(field: Field) -> str:

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from include.schemas import EVENT_COLUMNS
+from ecommerce_profiles.schemas import EVENT_COLUMNS
 
 # Facts about the real dataset that the defaults reproduce.
 DATASET_SHAPE = {

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce.generator import BAD_ROW_VARIANTS, DEFAULT_EVENT_MIX, write_events_csv
-from ecommerce.validation import RULES
-from include.schemas import EVENT_COLUMNS, EVENT_TYPES
+from ecommerce_profiles.generator import BAD_ROW_VARIANTS, DEFAULT_EVENT_MIX, write_events_csv
+from ecommerce_profiles.validation import RULES
+from ecommerce_profiles.schemas import EVENT_COLUMNS, EVENT_TYPES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 N_EVENTS = 60_000

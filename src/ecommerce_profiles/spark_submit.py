@@ -8,7 +8,7 @@ from typing import Any
 from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from spark_jobs.spark_conf import job_conf, s3a_conf
+from ecommerce_profiles.spark_jobs.spark_conf import job_conf, s3a_conf
 
 try:  # Airflow 3 Task SDK
     from airflow.sdk import BaseHook

@@ -1,7 +1,7 @@
 """Elasticsearch side of the profiles: a dated index per run, published behind an alias.
 
 Each run writes into a fresh index ``<alias>-<snapshot yyyymmdd>-<run stamp>`` created with the
-explicit mapping generated from include/schemas.py. Only after the Spark write succeeded and the
+explicit mapping generated from src/ecommerce_profiles/schemas.py. Only after the Spark write succeeded and the
 counts check out is the alias moved, atomically, so readers (Kibana, ML jobs) never see a half
 written snapshot. A rerun of a date replaces that date's index; a backfill of an older date is
 kept as its own index but does not steal the alias from a newer snapshot.
@@ -18,7 +18,7 @@ from airflow.exceptions import AirflowException
 from airflow.models import BaseOperator
 from airflow.providers.elasticsearch.hooks.elasticsearch import ElasticsearchPythonHook
 
-from include.schemas import ES_SERVING_SETTINGS, es_mapping
+from ecommerce_profiles.schemas import ES_SERVING_SETTINGS, es_mapping
 
 try:  # Airflow 3 Task SDK
     from airflow.sdk import BaseHook

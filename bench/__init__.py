@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline's stages (run from the project root: ``python -m bench.run``)."""

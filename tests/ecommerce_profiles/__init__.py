@@ -1,0 +1,1 @@
+"""Tests of the ecommerce_profiles package (mirrors src/ecommerce_profiles/)."""
