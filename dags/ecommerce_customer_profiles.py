@@ -52,8 +52,10 @@ with DAG(
     tags=["ecommerce", "customer-profiles", "kafka", "spark", "elasticsearch"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "owner": "data-engineering"},
     params={
-        "input_path": Param("", type="string", description="One-shot CSV file; empty = daily drop data/incoming/<ds>/*.csv"),
-        "snapshot_date": Param("", type="string", description="YYYY-MM-DD; empty = run date (daily) or last event date (one-shot)"),
+        # Optional params are nullable with a None default: the UI's trigger form is valid as it
+        # opens (an empty required string would keep its Trigger button disabled).
+        "input_path": Param(None, type=["null", "string"], description="One-shot CSV file; empty = daily drop data/incoming/<ds>/*.csv"),
+        "snapshot_date": Param(None, type=["null", "string"], description="YYYY-MM-DD; empty = run date (daily) or last event date (one-shot)"),
         "max_reject_fraction": Param(0.01, type="number", minimum=0, maximum=1, description="Fail when invalid rows exceed this fraction"),
     },
     user_defined_macros=MACROS,
