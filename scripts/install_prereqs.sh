@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# System prerequisites for the local route: Python 3.11, Java 17, Go, Maven, curl, unzip.
+# System prerequisites for the local route: Python 3.11, Java 17, Go, Maven, curl, unzip, and
+# Chromium (the browser tests drive Debian's chromium through Playwright: /usr/bin/chromium).
 # Installs what is missing from Debian's packages when run as root (CI); otherwise says what to install.
 set -euo pipefail
 missing=()
@@ -10,6 +11,8 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v go >/dev/null || missing+=(golang-go)
 command -v curl >/dev/null || missing+=(curl)
 command -v unzip >/dev/null || missing+=(unzip)
+# Playwright's own browser downloads are not used: tests/browser launches this binary.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then echo "prerequisites: all present"; exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "prerequisites: installing ${missing[*]} from Debian's packages"
