@@ -406,12 +406,13 @@ def stage_baseline(csv_path: Path, topic: str, rows: int, max_events: int | None
 def spark_submit_command(args_for_job: list[str], event_log_dir: Path) -> list[str]:
     """spark-submit as the DAG runs the job: the same jars and conf (spark_conf.job_conf), local[2],
     plus an event log for the where-does-the-time-go summary."""
+    from ecommerce_profiles.paths import SPARK_JOB_FILE
     from ecommerce_profiles.spark_jobs import spark_conf
 
     conf = spark_conf.job_conf(spark_conf.s3a_conf_from_env(), master=SPARK_MASTER)
     conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir.as_uri()})
     return spark_conf.spark_submit_command(
-        PROJECT_ROOT / "spark_jobs" / "customer_profiles.py", args_for_job, conf, master=SPARK_MASTER,
+        SPARK_JOB_FILE, args_for_job, conf, master=SPARK_MASTER,
         spark_submit=str(Path(sys.executable).parent / "spark-submit"))
 
 
@@ -440,12 +441,14 @@ def stage_spark(topic: str, offsets: dict[str, str], bucket: str, index: str, sn
         "--es-nodes", os.environ["ELASTICSEARCH_URL"],
         "--es-index", index,
         "--summary-uri", f"s3a://{bucket}/{summary_key}",
+        "--batch-id", f"bench-{run_date}",
+        *(["--expected-records", str(offsets["delivered"])] if "delivered" in offsets else []),
     ], event_log_dir)
     log_path = log_dir / "spark-job.log"
     say(f"spark: customer_profiles.py on {topic} -> s3a://{bucket}, index {index} (log {log_path})")
     started = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"spark job failed (exit {proc.returncode}); last lines:\n" + tail(log_path))

@@ -1,25 +1,26 @@
 """
 ### E-commerce customer profiles
 
-`wait_for_dataset` → `validate_events` → `produce_events` (Kafka) → `create_profile_index` →
-`build_profiles` (Spark: Kafka → lake archive → profiles → MinIO + Elasticsearch) →
-`publish_profiles` (check counts, swap alias) → `import_kibana_objects` → `summarise_run`
+`plan_run` → `wait_for_input` → `validate_events` → `produce_events` (Kafka) →
+`create_profile_index` → `build_profiles` (Spark: Kafka → lake archive → profiles → MinIO +
+Elasticsearch) → `publish_profiles` (check counts, move alias) → `import_kibana_objects` →
+`summarise_run`, and `clean_up_run` whatever happened.
 
-**Input** (params): leave `input_path` empty for the daily drop `data/incoming/<ds>/*.csv`, or set
-it to a whole file such as `data/electronics.csv` (absolute, or relative to the project). The
-snapshot date is the run's date for daily drops and the last event date of a one-shot file;
-`snapshot_date` overrides both. `max_reject_fraction` fails the run when more invalid rows than
-that are quarantined.
+**Input** (params, all optional): leave `input_path` empty for the daily drop
+`incoming/<run date>/` of the data directory (complete when it holds `_SUCCESS`), or name a
+file inside the data directory such as `electronics.csv`. The snapshot date is the run's date
+for daily drops and the last event date of a one-shot file; `snapshot_date` overrides both
+(never in the future). `max_reject_fraction` fails the run when more invalid rows than that
+are quarantined.
 
-**Outputs**: profiles behind the Elasticsearch alias `$ELASTICSEARCH_INDEX`; in the lake bucket
-`$MINIO_BUCKET`: `raw/events/event_date=*/`, `profiles/snapshot_date=*/`,
-`quarantine/run_date=*/`, `runs/run_date=*/`. Reruns and backfills of a date replace that
-date's outputs. See README.md.
+**Outputs**: profiles behind the Elasticsearch alias; in the lake bucket:
+`raw/events/event_date=*/batch=*/` (each distinct event once; a run replaces only its own
+batch), `profiles/snapshot_date=*/`, and the evidence of every run under
+`runs/run_date=*/run=*/` with `runs/run_date=*/latest.json`. See README.md.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
@@ -27,104 +28,111 @@ from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Param, task
 
 from ecommerce_profiles.kibana import KibanaImportOperator
-from ecommerce_profiles.producer import ProduceEventsOperator
-from ecommerce_profiles.profile_index import CreateProfileIndexOperator, PublishProfileIndexOperator, elasticsearch_client
+from ecommerce_profiles.operators import run_tasks
+from ecommerce_profiles.operators.produce import ProduceEventsOperator
+from ecommerce_profiles.operators.profile_index import CreateProfileIndexOperator, PublishProfileIndexOperator
+from ecommerce_profiles.operators.spark_submit import ProfileJobSubmitOperator
+from ecommerce_profiles.operators.validate import ValidateEventsOperator
 from ecommerce_profiles.paths import INCLUDE_DIR, SPARK_JOB_FILE
-from ecommerce_profiles.run_plan import MACROS
-from ecommerce_profiles.run_summary import check_and_summarise
-from ecommerce_profiles.spark_submit import ProfileJobSubmitOperator
-from ecommerce_profiles.validation import ValidateEventsOperator
+from ecommerce_profiles.run_plan import snapshot_date
 
-TOPIC = os.environ.get("KAFKA_TOPIC", "ecommerce_events")
-BUCKET = os.environ.get("MINIO_BUCKET", "datalake")
-ALIAS = os.environ.get("ELASTICSEARCH_INDEX", "customer_profiles")
-RUN_PREFIX = "runs/run_date={{ ds }}"
+PLAN = "ti.xcom_pull(task_ids='plan_run')"
+SNAPSHOT = "{{ snapshot_date(" + PLAN + ", ti.xcom_pull(task_ids='validate_events')) }}"
 
 with DAG(
     dag_id="ecommerce_customer_profiles",
     description="Clickstream CSV -> Kafka -> Spark -> customer profiles in MinIO and Elasticsearch",
     doc_md=__doc__,
     schedule="@daily",
-    # Early enough to backfill the Kaggle dataset's dates; catchup off so enabling it runs today only.
-    start_date=pendulum.datetime(2020, 9, 24, tz="UTC"),
+    # Any date the validator accepts events for can be run or backfilled (a logical date before
+    # start_date would create a run without tasks and report it successful).
+    start_date=pendulum.datetime(1970, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,  # runs share the topic's offsets bookkeeping and the alias
+    # A one-shot run does not queue behind a daily run whose sensor waits for its drop: runs
+    # overlap, and the steps that share Kafka offsets, the archive and the alias run one at a
+    # time across runs (max_active_tis_per_dag=1 below).
+    max_active_runs=4,
     tags=["ecommerce", "customer-profiles", "kafka", "spark", "elasticsearch"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "owner": "data-engineering"},
+    default_args={
+        "owner": "data-engineering",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "execution_timeout": timedelta(hours=2),
+    },
     params={
         # Optional params are nullable with a None default: the UI's trigger form is valid as it
         # opens (an empty required string would keep its Trigger button disabled).
-        "input_path": Param(None, type=["null", "string"], description="One-shot CSV file; empty = daily drop data/incoming/<ds>/*.csv"),
-        "snapshot_date": Param(None, type=["null", "string"], description="YYYY-MM-DD; empty = run date (daily) or last event date (one-shot)"),
-        "max_reject_fraction": Param(0.01, type="number", minimum=0, maximum=1, description="Fail when invalid rows exceed this fraction"),
+        "input_path": Param(None, type=["null", "string"],
+                            description="One-shot CSV inside the data directory, e.g. electronics.csv; "
+                                        "empty = the daily drop incoming/<run date>/"),
+        "snapshot_date": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}$",
+                               description="YYYY-MM-DD, not in the future; empty = run date (daily) "
+                                           "or last event date (one-shot)"),
+        "max_reject_fraction": Param(0.01, type="number", minimum=0, maximum=1,
+                                     description="Fail when invalid rows exceed this fraction of rows read"),
     },
-    user_defined_macros=MACROS,
+    user_defined_macros={"snapshot_date": snapshot_date},
     render_template_as_native_obj=False,
 ) as dag:
-    wait_for_dataset = FileSensor(
-        task_id="wait_for_dataset",
-        filepath="{{ input_glob(params, ds) }}",
+
+    @task(retries=0, execution_timeout=timedelta(minutes=5))
+    def plan_run(params=None, dag_run=None) -> dict:
+        """Decide input, batch, snapshot date and output prefixes from the run itself."""
+        return run_tasks.plan(params, dag_run)
+
+    plan = plan_run()
+
+    wait_for_input = FileSensor(
+        task_id="wait_for_input",
+        filepath=plan["wait_path"],  # the drop's _SUCCESS marker, or the one-shot file itself
         fs_conn_id="fs_default",
         mode="reschedule",
         poke_interval=60,
         timeout=int(timedelta(hours=6).total_seconds()),
+        execution_timeout=timedelta(minutes=5),
     )
 
     validate_events = ValidateEventsOperator(
         task_id="validate_events",
-        input_path="{{ input_glob(params, ds) }}",
-        run_date="{{ ds }}",
-        staging_dir="{{ staging_dir(run_id) }}",
-        lake_conn_id="minio_default",
-        bucket=BUCKET,
-        max_reject_fraction="{{ params.max_reject_fraction }}",
+        input_target=plan["input_target"],
+        staging_dir=plan["staging_dir"],
+        evidence_prefix=plan["evidence_prefix"],
+        max_reject_fraction=plan["max_reject_fraction"],
+        max_event_time=plan["max_event_time"],
     )
 
     produce_events = ProduceEventsOperator(
         task_id="produce_events",
-        staging_path="{{ ti.xcom_pull(task_ids='validate_events')['staging_path'] }}",
-        topic=TOPIC,
-        kafka_config_id="kafka_default",
-        expected_count="{{ ti.xcom_pull(task_ids='validate_events')['rows_accepted'] }}",
+        staging_path=validate_events.output["staging_path"],
+        expected_count=validate_events.output["rows_accepted"],
+        max_active_tis_per_dag=1,  # one producer at a time: each run's offset range is its own
     )
 
-    snapshot = "{{ snapshot_date(params, ds, ti.xcom_pull(task_ids='validate_events')) }}"
-
-    create_profile_index = CreateProfileIndexOperator(
-        task_id="create_profile_index",
-        alias=ALIAS,
-        snapshot_date=snapshot,
-        es_conn_id="elasticsearch_default",
-    )
+    create_profile_index = CreateProfileIndexOperator(task_id="create_profile_index", snapshot_date=SNAPSHOT)
 
     build_profiles = ProfileJobSubmitOperator(
         task_id="build_profiles",
-        conn_id="spark_default",
-        lake_conn_id="minio_default",
         application=str(SPARK_JOB_FILE),
-        name="customer_profiles_{{ ds_nodash }}",
+        name="customer_profiles",
         application_args=[
-            "--bootstrap-servers", "{{ conn.kafka_default.extra_dejson['bootstrap.servers'] }}",
-            "--topic", TOPIC,
             "--starting-offsets", "{{ ti.xcom_pull(task_ids='produce_events')['starting_offsets'] }}",
             "--ending-offsets", "{{ ti.xcom_pull(task_ids='produce_events')['ending_offsets'] }}",
-            "--snapshot-date", snapshot,
-            "--run-date", "{{ ds }}",
-            "--lake-uri", f"s3a://{BUCKET}",
-            "--es-nodes", "{{ conn.elasticsearch_default.schema or 'http' }}://{{ conn.elasticsearch_default.host }}:{{ conn.elasticsearch_default.port }}",
+            "--expected-records", "{{ ti.xcom_pull(task_ids='produce_events')['delivered'] }}",
+            "--snapshot-date", SNAPSHOT,
+            "--run-date", "{{ " + PLAN + "['run_date'] }}",
+            "--batch-id", "{{ " + PLAN + "['batch_id'] }}",
             "--es-index", "{{ ti.xcom_pull(task_ids='create_profile_index') }}",
-            "--summary-uri", f"s3a://{BUCKET}/{RUN_PREFIX}/spark_summary.json",
+            # relative to the lake: the run's own evidence folder
+            "--summary-uri", "{{ " + PLAN + "['evidence_prefix'] }}/spark_summary.json",
         ],
+        max_active_tis_per_dag=1,  # the archive: one batch written at a time
     )
 
     publish_profiles = PublishProfileIndexOperator(
         task_id="publish_profiles",
-        alias=ALIAS,
-        index="{{ ti.xcom_pull(task_ids='create_profile_index') }}",
-        summary_key=f"{RUN_PREFIX}/spark_summary.json",
-        bucket=BUCKET,
-        lake_conn_id="minio_default",
-        es_conn_id="elasticsearch_default",
+        index=create_profile_index.output,
+        summary_key="{{ " + PLAN + "['evidence_prefix'] }}/spark_summary.json",
+        max_active_tis_per_dag=1,  # the alias
     )
 
     import_kibana_objects = KibanaImportOperator(
@@ -133,21 +141,26 @@ with DAG(
         kibana_conn_id="kibana_default",
     )
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=10))
     def summarise_run(ti=None) -> dict:
-        """Documents behind the alias = profiles in the snapshot = distinct users; then the summary."""
-        return check_and_summarise(
-            es=elasticsearch_client("elasticsearch_default"),
-            alias=ALIAS,
-            bucket=BUCKET,
+        """Every count adds up; the run's summary goes to its evidence and to the log."""
+        return run_tasks.summarise_run(
+            plan=ti.xcom_pull(task_ids="plan_run"),
             validation=ti.xcom_pull(task_ids="validate_events"),
             produced=ti.xcom_pull(task_ids="produce_events"),
             published=ti.xcom_pull(task_ids="publish_profiles"),
             kibana_dashboard_url=ti.xcom_pull(task_ids="import_kibana_objects"),
         )
 
+    @task(execution_timeout=timedelta(minutes=10))
+    def clean_up_run(ti=None) -> dict:
+        """Staging folder gone; the run's index deleted unless it was published."""
+        return run_tasks.clean_up_run(plan=ti.xcom_pull(task_ids="plan_run"),
+                                      index=ti.xcom_pull(task_ids="create_profile_index"))
+
     (
-        wait_for_dataset
+        plan
+        >> wait_for_input
         >> validate_events
         >> produce_events
         >> create_profile_index
@@ -155,4 +168,5 @@ with DAG(
         >> publish_profiles
         >> import_kibana_objects
         >> summarise_run()
+        >> clean_up_run().as_teardown(setups=plan)
     )

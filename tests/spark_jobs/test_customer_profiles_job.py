@@ -3,7 +3,9 @@
 A few hundred hand-made events (with exact duplicates, three partitions, three dates and one
 date after the snapshot) go to a fresh topic; the job's outputs are checked in MinIO (archive,
 snapshot, summary) and Elasticsearch (a fresh index with the project's mapping). A second run
-over the same offsets must leave the archive and the index unchanged.
+over the same offsets (the same batch) must leave the archive and the index unchanged; a later
+batch with late and re-delivered events adds only what is new; a range holding records that
+are not events fails before writing anything.
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from spark_io_support import (
 from ecommerce_profiles.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, es_mapping
 from ecommerce_profiles.spark_jobs.spark_conf import offsets_json
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-JOB = PROJECT_ROOT / "spark_jobs" / "customer_profiles.py"
+from ecommerce_profiles.paths import SPARK_JOB_FILE as JOB
 PARTITIONS = 3
 DATES = [date(2020, 9, 24), date(2020, 9, 25), date(2020, 9, 26)]
 SNAPSHOT_DATE = date(2020, 9, 25)  # events of 2020-09-26 are archived but not profiled
 RUN_DATE = date(2020, 9, 26)
+FIRST_BATCH = "drop-2020-09-26"
 
 
 # ------------------------------------------------------------------------------------------
@@ -146,7 +148,8 @@ def submit(stack, topic_range, es_index, lake, tmp_path_factory):
     runs: list[dict] = []
 
     def run_job(offset_range: tuple[str, dict, dict] | None = None, snapshot_date: date = SNAPSHOT_DATE,
-                run_date: date = RUN_DATE, es_index_name: str | None = None) -> dict:
+                run_date: date = RUN_DATE, es_index_name: str | None = None, batch_id: str = FIRST_BATCH,
+                expect_success: bool = True) -> dict | str:
         """The job over ``offset_range`` (default: the module's topic range) into the module's lake."""
         run_topic, run_starting, run_ending = offset_range or (topic, starting, ending)
         summary_key = f"{lake}/runs/run_date={run_date.isoformat()}/spark_summary_{len(runs)}.json"
@@ -161,8 +164,12 @@ def submit(stack, topic_range, es_index, lake, tmp_path_factory):
             "--es-nodes", stack["elasticsearch"],
             "--es-index", es_index_name or index,
             "--summary-uri", f"s3a://{summary_key}",
+            "--batch-id", batch_id,
+            "--expected-records", str(sum(run_ending.values()) - sum(run_starting.values())),
         ]
-        run_spark_submit(JOB, args, logs / f"run{len(runs)}.log", driver_memory="2g")
+        log = run_spark_submit(JOB, args, logs / f"run{len(runs)}.log", driver_memory="2g", expect_success=expect_success)
+        if not expect_success:
+            return log
         with minio_filesystem().open_input_stream(summary_key) as stream:
             runs.append(json.loads(stream.read()))
         return runs[-1]
@@ -185,7 +192,9 @@ def test_summary_counts_are_consistent(first_run, events, topic_range):
     assert first_run["events_parsed"] == len(events)
     assert first_run["records_unparsed"] == 0
     assert first_run["duplicates_dropped"] == len(events) - facts["unique_events"] > 0
-    assert first_run["events_archived"] == facts["unique_events"]
+    assert first_run["events_in_run"] == first_run["events_archived"] == facts["unique_events"]
+    assert first_run["already_archived_by_other_batches"] == 0
+    assert first_run["batch_id"] == FIRST_BATCH
     assert first_run["events_per_date"] == facts["events_per_date"]
     assert first_run["dates_archived"] == [d.isoformat() for d in DATES]
     assert first_run["archive_events_total"] == facts["profiled_events"]
@@ -195,11 +204,11 @@ def test_summary_counts_are_consistent(first_run, events, topic_range):
     assert set(first_run["stage_seconds"]) >= {"read_kafka", "archive", "build_and_write_snapshot", "write_elasticsearch"}
 
 
-def test_archive_has_one_partition_per_event_date(first_run, lake, events):
+def test_archive_has_one_partition_per_event_date_and_batch(first_run, lake, events):
     fs = minio_filesystem()
     files = list_files(fs, f"{lake}/raw/events")
-    partitions = {info.path.split("/raw/events/")[1].split("/")[0] for info in files}
-    assert partitions == {f"event_date={d.isoformat()}" for d in DATES}
+    partitions = {"/".join(info.path.split("/raw/events/")[1].split("/")[:2]) for info in files}
+    assert partitions == {f"event_date={d.isoformat()}/batch={FIRST_BATCH}" for d in DATES}
     assert not [f.path for f in files if "/." in f.path or "/_" in f.path], "staging or marker objects left behind"
     archive = ds.dataset(f"{lake}/raw/events", filesystem=fs, format="parquet", partitioning="hive").to_table()
     assert archive.num_rows == expected_facts(events)["unique_events"]
@@ -273,18 +282,20 @@ def test_rerun_of_the_same_offsets_changes_nothing(first_run, submit, es_index, 
         assert second_run[key] == first_run[key], key
 
 
-def test_next_days_run_profiles_the_whole_archive(first_run, submit, stack, lake, events):
-    """A later run archives only its own dates and still profiles every archived date.
-
-    Its range holds one new day plus two records that are not events: they are counted as
-    unparsed, never archived.
-    """
+def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, submit, stack, lake, events):
+    """A later drop holds one new day, late events of the first day and events the first batch
+    already delivered: the late ones land in their own date beside the earlier ones, the
+    re-delivered ones are not stored again, and the profiles cover the whole archive."""
     next_day = DATES[-1] + timedelta(days=1)
     new_events = [
         {**event, "event_time": event["event_time"].replace(DATES[0].isoformat(), next_day.isoformat())}
         for event in make_events(seed=11)
         if event["event_time"].startswith(DATES[0].isoformat())
     ]
+    late = [{**event, "product_id": event["product_id"] + 100_000} for event in make_events(seed=12)
+            if event["event_time"].startswith(DATES[0].isoformat())][:15]
+    redelivered = events[:10]
+    batch = f"drop-{next_day.isoformat()}"
     topic = f"test_profiles_next_{uuid.uuid4().hex[:12]}"
     create_topic(stack["kafka"], topic, PARTITIONS)
     client = Elasticsearch(stack["elasticsearch"])
@@ -292,30 +303,54 @@ def test_next_days_run_profiles_the_whole_archive(first_run, submit, stack, lake
     client.indices.create(index=index, **es_mapping())
     try:
         starting = watermarks(stack["kafka"], topic, PARTITIONS)
-        produce_json_events(stack["kafka"], topic, new_events)
-        produce(stack["kafka"], topic, [(0, "x", "not json"), (1, "y", json.dumps({"event_type": "view"}))])
+        produce_json_events(stack["kafka"], topic, new_events + late + redelivered)
         ending = watermarks(stack["kafka"], topic, PARTITIONS)
-        run = submit((topic, starting, ending), snapshot_date=next_day, run_date=next_day, es_index_name=index)
+        run = submit((topic, starting, ending), snapshot_date=next_day, run_date=next_day, es_index_name=index,
+                     batch_id=batch)
 
-        everything = events + new_events
+        everything = events + new_events + late
         unique = {json.dumps(e, sort_keys=True) for e in everything}
-        assert run["kafka_records"] == len(new_events) + 2
-        assert run["records_unparsed"] == 2
-        assert run["dates_archived"] == [next_day.isoformat()]
+        redelivered_unique = {json.dumps(e, sort_keys=True) for e in redelivered}
+        assert run["kafka_records"] == len(new_events) + len(late) + len(redelivered)
+        assert run["already_archived_by_other_batches"] == len(redelivered_unique)
+        assert run["events_archived"] == len(new_events) + len(late)
+        assert run["dates_archived"] == [DATES[0].isoformat(), next_day.isoformat()]
         assert run["archive_events_total"] == len(unique)
-        assert run["archive_dates_total"] == len(DATES) + 1
         users = {e["user_id"] for e in everything}
         assert run["profiles"] == run["distinct_users"] == len(users)
-        # The earlier dates are untouched; the new date holds exactly its events.
         archive = ds.dataset(f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet",
                              partitioning="hive").to_table()
         assert archive.num_rows == len(unique)
+        first_day = archive.filter(pc.equal(archive.column("event_date"), DATES[0].isoformat()))
+        assert set(first_day.column("batch").to_pylist()) == {FIRST_BATCH, batch}
         snapshot = ds.dataset(f"{lake}/profiles/snapshot_date={next_day.isoformat()}", filesystem=minio_filesystem(),
                               format="parquet").to_table()
         events_per_user = Counter(json.loads(e)["user_id"] for e in unique)
         assert dict(zip(snapshot.column("user_id").to_pylist(), snapshot.column("events").to_pylist())) == events_per_user
         client.indices.refresh(index=index)
         assert client.count(index=index)["count"] == len(users)
+
+        # The first batch re-run afterwards (a backfill) still owns its events, no more, no less.
+        again = submit()
+        assert again["events_archived"] == first_run["events_archived"]
+        assert ds.dataset(f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet",
+                          partitioning="hive").to_table().num_rows == len(unique)
     finally:
         client.indices.delete(index=index, ignore_unavailable=True)
+        delete_topic(stack["kafka"], topic)
+
+
+def test_records_that_are_not_events_fail_the_run_before_anything_is_written(first_run, submit, stack, lake):
+    topic = f"test_profiles_bad_{uuid.uuid4().hex[:12]}"
+    create_topic(stack["kafka"], topic, PARTITIONS)
+    fs = minio_filesystem()
+    before = sorted(info.path for info in list_files(fs, f"{lake}/raw/events"))
+    try:
+        starting = watermarks(stack["kafka"], topic, PARTITIONS)
+        produce(stack["kafka"], topic, [(0, "x", "not json"), (1, "y", json.dumps({"event_type": "view"}))])
+        ending = watermarks(stack["kafka"], topic, PARTITIONS)
+        log = submit((topic, starting, ending), batch_id="drop-2099-01-01", expect_success=False)
+        assert "2 of 2 Kafka records are not valid events" in log
+        assert sorted(info.path for info in list_files(fs, f"{lake}/raw/events")) == before
+    finally:
         delete_topic(stack["kafka"], topic)

@@ -8,24 +8,29 @@ spark-submit) passes the s3a settings and the connector jars as Spark conf (see
 Steps:
   1. read the Kafka topic as a bounded batch [starting, ending) per partition, parse it and
      collapse exact duplicates in one shuffle by event_date; the result is cached and gives
-     every count (records, unusable records, duplicates, events per date);
-  2. archive to <lake>/raw/events/event_date=.../ (dynamic overwrite: a rerun rewrites only the
-     run's dates, so the archive holds one copy of each run's events per date);
-  3. build the profiles from the archive up to the snapshot date: this run's dates come from the
-     cache, only the other dates are read back from the lake;
+     every count. The run fails before writing anything unless every produced record was read
+     (``--expected-records``) and parsed;
+  2. archive the run's events as its own batch: ``raw/events/event_date=D/batch=B/``. Events
+     that another batch already holds are left out (an event delivered twice is stored once);
+     the batch's partitions are replaced (dynamic overwrite) and the ones it no longer fills are
+     deleted, so a rerun or backfill replaces only its own batch and late events land beside
+     the earlier ones of their date;
+  3. build the profiles from the whole archive up to the snapshot date (other batches read from
+     the lake, this run's from the cache);
   4. write the snapshot to <lake>/profiles/snapshot_date=<date>/ (that partition only);
   5. index the same (cached) profiles into the pre-created dated Elasticsearch index (_id = user_id);
   6. write a JSON summary of counts and stage timings to --summary-uri.
 
-Archive semantics: the run's events for a date *replace* that date's partition. That is what a
-daily drop wants (a rerun of the same offsets leaves one copy), but a run whose range holds only
-some of a date's events (late events for an earlier day) would shrink that partition.
+A crash mid-write: the archive write stages files under a hidden ``.spark-staging`` folder and
+only the commit replaces the batch's partitions, so a crash before the commit leaves the archive
+as it was (the retry overwrites the staging); a crash during the commit's renames can leave a
+partition half-moved, which the retry of the same batch replaces.
 
-Summary keys: kafka_records (records in the offset range), events_parsed, records_unparsed,
-duplicates_dropped, events_archived (this run), events_per_date, dates_archived,
-archive_events_total / archive_dates_total (the archive up to the snapshot date: the profile
-input), shuffle_partitions, profiles, distinct_users, run_date, snapshot_date, offsets, spark_startup_seconds (from
-the driver JVM's start to a ready SparkSession), stage_seconds, total_seconds.
+Summary keys: kafka_records, events_parsed, records_unparsed, events_in_run, duplicates_dropped,
+already_archived_by_other_batches, events_archived (new rows written for this batch),
+events_per_date, dates_archived, stale_partitions_deleted, archive_events_total /
+archive_dates_total (the profile input), shuffle_partitions, profiles, distinct_users, batch_id,
+run_date, snapshot_date, offsets, spark_startup_seconds, stage_seconds, total_seconds.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from ecommerce_profiles import lake
+from ecommerce_profiles.lake import BATCH_PARTITION
 from ecommerce_profiles.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, spark_schema
 from ecommerce_profiles.spark_jobs.profile_transforms import (
     ARCHIVE_SCHEMA,
@@ -52,6 +59,14 @@ from ecommerce_profiles.spark_jobs.profile_transforms import (
     counts_by_date,
     parse_kafka_records,
     valid_events,
+)
+from ecommerce_profiles.spark_jobs.archive_transforms import (
+    BATCHED_ARCHIVE_SCHEMA,
+    archive_partitions,
+    archived_by_other_batches,
+    not_yet_archived,
+    profile_input,
+    with_batch,
 )
 from ecommerce_profiles.spark_jobs.spark_conf import es_write_options, kafka_batch_options
 
@@ -69,13 +84,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--starting-offsets", required=True, help='per-partition JSON, e.g. {"events":{"0":0}}')
     parser.add_argument("--ending-offsets", required=True, help="per-partition JSON, exclusive")
     parser.add_argument("--snapshot-date", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
-    parser.add_argument("--run-date", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--run-date", type=date.fromisoformat, help="YYYY-MM-DD (names the Spark app)")
+    parser.add_argument("--batch-id", required=True, help="the archive batch this run owns (ecommerce_profiles.lake)")
+    parser.add_argument("--expected-records", type=int, help="records produced to the offset range: fail unless read")
     parser.add_argument("--lake-uri", required=True, help="s3a://<bucket>")
     parser.add_argument("--es-nodes", required=True, help="http://host:port")
     parser.add_argument("--es-index", required=True, help="existing index with the profile mapping")
-    parser.add_argument("--summary-uri", required=True, help="s3a path of the JSON summary")
+    parser.add_argument("--summary-uri", required=True, help="where the JSON summary goes: a URI, or a key in the lake")
     args = parser.parse_args(argv)
     args.lake_uri = args.lake_uri.rstrip("/")
+    if "://" not in args.summary_uri:
+        args.summary_uri = f"{args.lake_uri}/{args.summary_uri.lstrip('/')}"
     return args
 
 
@@ -179,12 +198,33 @@ def scaled_shuffle_partitions(spark: SparkSession, events: int) -> int:
     return wanted
 
 
+class RecordCountError(RuntimeError):
+    """What Spark read does not match what was produced: nothing is written."""
+
+
+def archive_state(spark: SparkSession, archive_uri: str) -> tuple[DataFrame | None, set[tuple[str, str]]]:
+    """The archive as a DataFrame (None when empty) and its (event_date, batch) partitions."""
+    if not path_exists(spark, archive_uri):
+        return None, set()
+    archive = spark.read.schema(BATCHED_ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(archive_uri)
+    partitions = archive_partitions(archive.inputFiles())
+    return (archive if partitions else None), partitions
+
+
+def delete_partitions(spark: SparkSession, archive_uri: str, partitions: list[tuple[str, str]]) -> None:
+    for event_date, batch in partitions:
+        path, fs = _hadoop_path(spark, f"{archive_uri}/{EVENT_DATE}={event_date}/{BATCH_PARTITION}={batch}")
+        fs.delete(path, True)
+
+
 def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dict:
-    archive_uri = f"{args.lake_uri}/raw/events"
-    snapshot_uri = f"{args.lake_uri}/profiles/snapshot_date={args.snapshot_date.isoformat()}"
+    archive_uri = f"{args.lake_uri}/{lake.archive_key()}"
+    snapshot = args.snapshot_date.isoformat()
+    snapshot_uri = f"{args.lake_uri}/{lake.snapshot_key(snapshot)}"
     summary: dict = {
-        "run_date": args.run_date.isoformat(),
-        "snapshot_date": args.snapshot_date.isoformat(),
+        "run_date": args.run_date.isoformat() if args.run_date else None,
+        "snapshot_date": snapshot,
+        "batch_id": args.batch_id,
         "topic": args.topic,
         "starting_offsets": json.loads(args.starting_offsets),
         "ending_offsets": json.loads(args.ending_offsets),
@@ -211,49 +251,60 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         summary["kafka_records"] = sum(r["records"] for r in per_date)
         summary["events_parsed"] = sum(r["records"] for r in valid)
         summary["records_unparsed"] = summary["kafka_records"] - summary["events_parsed"]
-        summary["events_archived"] = sum(r["distinct_records"] for r in valid)
-        summary["duplicates_dropped"] = summary["events_parsed"] - summary["events_archived"]
-        summary["dates_archived"] = [r[EVENT_DATE].isoformat() for r in valid]
-        summary["events_per_date"] = {r[EVENT_DATE].isoformat(): r["distinct_records"] for r in valid}
-    LOG.info(
-        "%d kafka records: %d parsed (%d unusable), %d duplicates dropped, %d events over %d dates",
-        summary["kafka_records"], summary["events_parsed"], summary["records_unparsed"],
-        summary["duplicates_dropped"], summary["events_archived"], len(valid),
-    )
+        summary["events_in_run"] = sum(r["distinct_records"] for r in valid)
+        summary["duplicates_dropped"] = summary["events_parsed"] - summary["events_in_run"]
+    # Fail closed before anything is written: every produced event must be read and parsed.
+    if args.expected_records is not None and summary["kafka_records"] != args.expected_records:
+        raise RecordCountError(f"read {summary['kafka_records']} Kafka records in the offset range but "
+                               f"{args.expected_records} were produced: nothing was written")
+    if summary["records_unparsed"]:
+        raise RecordCountError(f"{summary['records_unparsed']} of {summary['kafka_records']} Kafka records are not "
+                               "valid events (the validator should have quarantined them): nothing was written")
     events = valid_events(collapsed, ARCHIVE_SCHEMA)
+    run_dates = [r[EVENT_DATE].isoformat() for r in valid]
 
     with timer.stage("archive"):
-        # Dynamic overwrite replaces exactly the dates present in this run's events and leaves
-        # every other date alone (an empty run writes and deletes nothing). The rows are already
-        # clustered by date: one file per date.
-        events.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy(EVENT_DATE).parquet(archive_uri)
+        archive, partitions = archive_state(spark, archive_uri)
+        other_dates = {d for d, b in partitions if b != args.batch_id and d in set(run_dates)}
+        elsewhere = archived_by_other_batches(archive, args.batch_id, other_dates) if other_dates else None
+        # Cached: written to the lake, counted, and the run's part of the profile input.
+        new_events = not_yet_archived(events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
+        new_per_date = {r[EVENT_DATE].isoformat(): r["count"]
+                        for r in new_events.groupBy(EVENT_DATE).count().collect()}
+        # Dynamic overwrite replaces exactly the (event_date, batch) partitions written here.
+        (with_batch(new_events, args.batch_id).write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+         .partitionBy(EVENT_DATE, BATCH_PARTITION).parquet(archive_uri))
+        # The batch's partitions this run no longer fills (a corrected drop, or events now owned
+        # by another batch) go, so the batch is exactly this run's events.
+        stale = sorted((d, b) for d, b in partitions if b == args.batch_id and d not in new_per_date)
+        delete_partitions(spark, archive_uri, stale)
+        collapsed.unpersist()
+    summary["events_archived"] = sum(new_per_date.values())
+    summary["already_archived_by_other_batches"] = summary["events_in_run"] - summary["events_archived"]
+    summary["events_per_date"] = dict(sorted(new_per_date.items()))
+    summary["dates_archived"] = sorted(new_per_date)
+    summary["stale_partitions_deleted"] = [f"{d}/{b}" for d, b in stale]
+    LOG.info("%d kafka records: %d duplicates in the run, %d already archived by other batches, "
+             "%d events archived as batch %s over %d dates",
+             summary["kafka_records"], summary["duplicates_dropped"], summary["already_archived_by_other_batches"],
+             summary["events_archived"], args.batch_id, len(new_per_date))
 
     with timer.stage("read_archive"):
-        # The profile input is the archive up to the snapshot date. This run's dates are exactly
-        # the cached events (just written there), so only the *other* dates are read back.
-        run_dates = [r[EVENT_DATE] for r in valid]
-        if path_exists(spark, archive_uri):
-            earlier = spark.read.schema(ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(archive_uri)
-            if run_dates:
-                earlier = earlier.where(~F.col(EVENT_DATE).isin(run_dates))
-        else:  # first run with an empty range: nothing archived yet
-            earlier = spark.createDataFrame([], ARCHIVE_SCHEMA)
-        earlier = earlier.where(F.col(EVENT_DATE) <= F.lit(args.snapshot_date))
-        earlier_totals = earlier.agg(F.count(F.lit(1)).alias("events"), F.countDistinct(EVENT_DATE).alias("dates")).first()
-        in_snapshot = {d: n for d, n in summary["events_per_date"].items() if d <= args.snapshot_date.isoformat()}
-        summary["archive_events_total"] = earlier_totals["events"] + sum(in_snapshot.values())
-        summary["archive_dates_total"] = earlier_totals["dates"] + len(in_snapshot)
-        profile_input = events.unionByName(earlier)
-    LOG.info("archive up to %s: %d events over %d dates (%d of them from earlier runs)",
-             args.snapshot_date, summary["archive_events_total"], summary["archive_dates_total"], earlier_totals["events"])
+        if archive is not None:  # a fresh read: other runs' partitions as they are now
+            archive = spark.read.schema(BATCHED_ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(archive_uri)
+        profile_events = profile_input(archive, new_events, args.batch_id, snapshot)
+        totals = profile_events.agg(F.count(F.lit(1)).alias("events"), F.countDistinct(EVENT_DATE).alias("dates")).first()
+        summary["archive_events_total"] = totals["events"]
+        summary["archive_dates_total"] = totals["dates"]
+    LOG.info("archive up to %s: %d events over %d dates", snapshot, totals["events"], totals["dates"])
 
     with timer.stage("build_and_write_snapshot"):
         summary["shuffle_partitions"] = scaled_shuffle_partitions(spark, summary["archive_events_total"])
         # Cached: the snapshot, the counts and Elasticsearch all get exactly these rows, and the
         # aggregation runs once.
-        profiles = check_profile_schema(build_profiles(profile_input, args.snapshot_date)).persist(StorageLevel.MEMORY_AND_DISK)
+        profiles = check_profile_schema(build_profiles(profile_events, args.snapshot_date)).persist(StorageLevel.MEMORY_AND_DISK)
         profiles.coalesce(SNAPSHOT_PARTITIONS).write.mode("overwrite").parquet(snapshot_uri)
-        collapsed.unpersist()
+        new_events.unpersist()
 
     with timer.stage("count_profiles"):
         counts = profiles.agg(F.count(F.lit(1)).alias("profiles"), F.countDistinct("user_id").alias("users")).first()
@@ -280,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     timer = StageTimer()
     spark = (
-        SparkSession.builder.appName(f"customer_profiles_{args.run_date.isoformat()}")
+        SparkSession.builder.appName(f"customer_profiles_{args.batch_id}")
         # Also set by job_conf; repeated here because correctness depends on them.
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")

@@ -207,6 +207,53 @@ def job_conf(
     return conf
 
 
+# Conf keys that hold secrets: they go into a 0600 properties file, never on a command line.
+SECRET_CONF_KEYS = frozenset({
+    "spark.hadoop.fs.s3a.access.key",
+    "spark.hadoop.fs.s3a.secret.key",
+    "spark.es.net.http.auth.user",
+    "spark.es.net.http.auth.pass",
+})
+
+
+def es_credentials_conf(user: str | None, password: str | None) -> dict[str, str]:
+    """Elasticsearch basic auth for the es-hadoop writer, as Spark conf (``spark.es.*`` is read
+    by the connector like its own ``es.*`` options), so the job's options carry no secret."""
+    if not user:
+        return {}
+    return {"spark.es.net.http.auth.user": user, "spark.es.net.http.auth.pass": password or ""}
+
+
+def split_secrets(conf: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(public conf for --conf, secret conf for the properties file)."""
+    public = {k: v for k, v in conf.items() if k not in SECRET_CONF_KEYS}
+    secret = {k: v for k, v in conf.items() if k in SECRET_CONF_KEYS}
+    return public, secret
+
+
+def write_properties_file(conf: Mapping[str, str], directory: str | os.PathLike | None = None) -> Path:
+    """Write ``conf`` as a spark-submit ``--properties-file`` readable by its owner only (0600).
+
+    Java properties syntax: ``key value`` per line, with backslash, ':', '=' and leading
+    spaces escaped. The caller deletes the file when spark-submit has ended.
+    """
+    import tempfile
+
+    def escape(text: str) -> str:
+        return (text.replace("\\", "\\\\").replace("\n", "\\n").replace(":", "\\:")
+                .replace("=", "\\=").replace("#", "\\#").replace("!", "\\!"))
+
+    fd, name = tempfile.mkstemp(prefix="spark-secrets-", suffix=".properties", dir=directory)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        for key, value in sorted(conf.items()):
+            text = escape(str(value))
+            if text.startswith((" ", "\t")):  # leading blanks would be skipped by the reader
+                text = "\\" + text
+            handle.write(f"{escape(key)} {text}\n")
+    return Path(name)
+
+
 def spark_submit_conf_args(conf: Mapping[str, str]) -> list[str]:
     """``--conf key=value`` arguments for a spark-submit command line."""
     args: list[str] = []

@@ -1,0 +1,1 @@
+"""Airflow hooks built on the providers' public hook classes."""

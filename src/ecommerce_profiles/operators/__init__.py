@@ -1,0 +1,1 @@
+"""Airflow operators: thin adapters that resolve connections and delegate to the pure cores."""
