@@ -1,9 +1,10 @@
-"""The DAG end to end: `airflow dags test` against the real local stack, run twice.
+"""The DAG end to end on a one-shot file: `airflow dags test` against the real local stack, twice.
 
-A daily drop for one date is generated (with planted bad rows), the DAG runs with its own topic,
-bucket and alias (so other tests and demos cannot disturb the counts), and the test checks the
-outputs against values it recomputes from the CSV itself. A second run of the same date must
-leave Elasticsearch and the lake exactly as they were.
+A file of one date is generated (with planted bad rows) inside the data directory and named by
+the ``input_path`` param; the DAG runs with its own topic, bucket, alias and Airflow DB (so
+other tests and demos cannot disturb the counts), and the test checks the outputs against values
+it recomputes from the CSV itself. A second run of the same file must leave Elasticsearch and
+the lake exactly as they were, and keep its own evidence beside the first run's.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 
-import boto3
 import pyarrow.parquet as pq
 import pytest
-from elasticsearch import Elasticsearch
 
 from ecommerce_profiles.generator import write_events_csv
+from tests.support.pipeline import elasticsearch, make_pipeline, s3
 
 RUN_DATE = "2020-11-17"
 BAD_ROWS = [  # (line content, rule the validator must report)
@@ -35,14 +35,7 @@ BAD_ROWS = [  # (line content, rule the validator must report)
 
 
 COUNTERS = {"view": "views", "cart": "carts", "purchase": "purchases"}
-
-
-def _s3():
-    return boto3.client(
-        "s3", endpoint_url=os.environ["MINIO_ENDPOINT"],
-        aws_access_key_id=os.environ["MINIO_ROOT_USER"],
-        aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"], region_name="us-east-1",
-    )
+INPUT = "exports/events-2020-11-17.csv"
 
 
 def _expected_from_csv(path):
@@ -89,39 +82,19 @@ def _es_docs(es, alias):
 
 
 @pytest.fixture(scope="module")
-def dag_run(stack, tmp_path_factory, project_root):
-    suffix = uuid.uuid4().hex[:8]
-    data_dir = tmp_path_factory.mktemp("data")
-    drop = data_dir / "incoming" / RUN_DATE
-    drop.mkdir(parents=True)
-    csv_path = drop / "events.csv"
+def dag_run(stack, tmp_path_factory):
+    pipeline = make_pipeline(tmp_path_factory.mktemp("oneshot"), prefix="e2e")
+    csv_path = pipeline.data_dir / INPUT
+    csv_path.parent.mkdir(parents=True)
     write_events_csv(csv_path, 20_000, seed=7, start=RUN_DATE, end=RUN_DATE)
     with open(csv_path, "a") as f:
         for line, _rule in BAD_ROWS:
             f.write(line + "\n")
 
-    env = {
-        **os.environ,
-        "PIPELINE_DATA_DIR": str(data_dir),
-        "MINIO_BUCKET": f"e2e-{suffix}",
-        "KAFKA_TOPIC": f"e2e_events_{suffix}",
-        "ELASTICSEARCH_INDEX": f"e2e_profiles_{suffix}",
-    }
-    s3 = _s3()
-    s3.create_bucket(Bucket=env["MINIO_BUCKET"])
-    subprocess.run(["bash", str(project_root / "scripts" / "airflow_db.sh")], check=True, env=env)
-
     def run_dag():
-        result = subprocess.run(
-            ["airflow", "dags", "test", "ecommerce_customer_profiles", RUN_DATE],
-            env=env, capture_output=True, text=True, timeout=1200,
-        )
-        log = result.stdout + result.stderr
-        assert result.returncode == 0 and "Customer profiles as of" in log, log[-6000:]
-        return log
+        return pipeline.dags_test(RUN_DATE, conf={"input_path": INPUT})
 
-    return {"env": env, "csv": csv_path, "run": run_dag, "s3": s3,
-            "es": Elasticsearch(os.environ["ELASTICSEARCH_URL"])}
+    return {"env": pipeline.env, "csv": csv_path, "run": run_dag, "s3": s3(), "es": elasticsearch()}
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +126,7 @@ def test_lake_holds_archive_and_snapshot(dag_run, first_run):
     expected, valid_events = _expected_from_csv(dag_run["csv"])
     bucket = env["MINIO_BUCKET"]
     keys, rows, _ = _lake_table(s3, bucket, "raw/events/")
-    assert keys and all(f"event_date={RUN_DATE}/" in k for k in keys)
+    assert keys and all(f"event_date={RUN_DATE}/batch=file-events-2020-11-17-" in k for k in keys)
     assert len(rows) == valid_events
     keys, rows, columns = _lake_table(s3, bucket, "profiles/")
     assert keys and all(f"snapshot_date={RUN_DATE}/" in k for k in keys)
@@ -164,9 +137,10 @@ def test_lake_holds_archive_and_snapshot(dag_run, first_run):
 
 def test_quarantine_holds_planted_rows_with_reasons(dag_run, first_run):
     env, s3 = dag_run["env"], dag_run["s3"]
-    prefix = f"quarantine/run_date={RUN_DATE}/"
+    prefix = f"runs/run_date={RUN_DATE}/"
     objects = s3.list_objects_v2(Bucket=env["MINIO_BUCKET"], Prefix=prefix).get("Contents", [])
     names = {o["Key"].rsplit("/", 1)[1]: o["Key"] for o in objects}
+    assert {"quarantine.csv", "validation_report.json", "spark_summary.json", "run_summary.json", "latest.json"} <= set(names)
     report = json.loads(s3.get_object(Bucket=env["MINIO_BUCKET"], Key=names["validation_report.json"])["Body"].read())
     assert report["rows_read"] == report["rows_accepted"] + report["rows_quarantined"]
     quarantine_keys = [k for n, k in names.items() if n.endswith(".csv")]
@@ -187,6 +161,9 @@ def test_second_run_of_the_same_date_changes_nothing(dag_run, first_run):
     assert after[1] == before[1]
     indices = es.indices.get(index=f"{alias}-*")
     assert len(indices) == 1, f"a rerun must leave one index per date, found {sorted(indices)}"
+    runs = {o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/run_date={RUN_DATE}/run=")["Contents"]}
+    assert len(runs) == 2, f"each run keeps its own evidence: {runs}"
+    assert not any((dag_run["csv"].parents[1] / "staging").rglob("*")), "staging left behind"
 
 
 def _lake_rows(s3, bucket):
