@@ -27,6 +27,7 @@ import pendulum
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Param, task
 
+from ecommerce_profiles.assets import PROFILE_ALIAS_ASSET, PROFILE_SNAPSHOT_ASSET
 from ecommerce_profiles.kibana import KibanaImportOperator
 from ecommerce_profiles.operators import run_tasks
 from ecommerce_profiles.operators.produce import ProduceEventsOperator
@@ -133,6 +134,9 @@ with DAG(
         index=create_profile_index.output,
         summary_key="{{ " + PLAN + "['evidence_prefix'] }}/spark_summary.json",
         max_active_tis_per_dag=1,  # the alias
+        # Downstream DAGs (the training set) are scheduled on these, with the snapshot date
+        # and counts in the asset event's extra.
+        outlets=[PROFILE_SNAPSHOT_ASSET, PROFILE_ALIAS_ASSET],
     )
 
     import_kibana_objects = KibanaImportOperator(

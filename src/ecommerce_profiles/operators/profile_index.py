@@ -11,6 +11,7 @@ from airflow.providers.elasticsearch.hooks.elasticsearch import ElasticsearchPyt
 from airflow.sdk import BaseOperator
 
 from ecommerce_profiles import lake
+from ecommerce_profiles.assets import snapshot_asset_extra
 from ecommerce_profiles.connections import ELASTICSEARCH_CONN_ID, LAKE_CONN_ID, elasticsearch_settings, pipeline_names
 from ecommerce_profiles.profile_index import (
     DEFAULT_RETENTION,
@@ -81,4 +82,8 @@ class PublishProfileIndexOperator(BaseOperator):
                           alias, result["alias_snapshot"], self.index, result["docs"])
         if result["deleted_indices"]:
             self.log.info("Deleted superseded indices: %s (keeping %d published)", result["deleted_indices"], self.retention)
+        # Asset events of the declared outlets say which snapshot arrived and where it is served.
+        extra = {**snapshot_asset_extra(summary), "alias_moved": result["alias_moved"]}
+        for outlet in self.outlets or []:
+            context["outlet_events"][outlet].extra = extra
         return {**result, "spark": summary}
