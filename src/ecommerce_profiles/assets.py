@@ -91,3 +91,24 @@ def snapshot_asset_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
         if summary.get(key) is not None:
             extra[key] = summary[key]
     return extra
+
+
+def training_set_asset_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The extra of a TRAINING_SET_ASSET event, from the training-set job's summary.
+
+    Keys: ``snapshot_date`` (the partition written), ``label_window_end``, ``rows``,
+    ``label_columns``, ``positives`` (per purchased_within_* label), ``label_revenue`` (per
+    revenue_within_* label), ``uri`` (``s3://`` of the partition).
+    """
+    snapshot_date = summary.get("snapshot_date")
+    if not snapshot_date:
+        raise ValueError(f"training-set job summary has no snapshot_date: {sorted(summary)}")
+    return {
+        "snapshot_date": str(snapshot_date),
+        "label_window_end": summary.get("label_window_end"),
+        "rows": int(summary["rows"]),
+        "label_columns": list(summary.get("label_columns", [])),
+        "positives": dict(summary.get("positives", {})),
+        "label_revenue": dict(summary.get("label_revenue", {})),
+        "uri": _s3(summary.get("output_uri")),
+    }

@@ -118,10 +118,19 @@ def archive_event_dates(spark: SparkSession, archive_uri: str) -> list[dt.date]:
     path, fs = _hadoop_path(spark, archive_uri)
     if not fs.exists(path):
         return []
-    dates = set()
+    paths = []
     files = fs.listFiles(path, True)  # recursive: one paged listing on S3
     while files.hasNext():
-        match = _ARCHIVE_FILE.search(files.next().getPath().toString())
+        paths.append(files.next().getPath().toString())
+    return event_dates_from_paths(paths)
+
+
+def event_dates_from_paths(paths) -> list[dt.date]:
+    """Sorted distinct event dates of archive Parquet files (``.../event_date=D/batch=B/x.parquet``
+    paths or S3 keys). A date folder without a Parquet file (an empty directory marker) is no date."""
+    dates = set()
+    for path in paths:
+        match = _ARCHIVE_FILE.search("/" + path)
         if match:
             dates.add(dt.date.fromisoformat(match.group(1)))
     return sorted(dates)
