@@ -9,7 +9,7 @@ DATA ?=
 SIZE ?= 885129
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv jars lock stack-up stack-status stack-down stack-clean test test-fast demo airflow bench generate distclean
+.PHONY: help setup venv jars lock stack-up stack-status stack-down stack-clean test test-fast demo airflow airflow-stop bench generate distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,8 +60,11 @@ generate: venv ## Generate a sample dataset: make generate SIZE=200000 [OUT=data
 demo: stack-up ## Run the DAG end to end on DATA (default: generated sample) and leave the stack up
 	@$(ENV) bash scripts/demo.sh "$(DATA)"
 
-airflow: stack-up ## Airflow UI + scheduler against the local stack (http://localhost:8080)
-	@$(ENV) bash scripts/airflow_local.sh
+airflow: stack-up ## Airflow UI + scheduler on the local stack (http://localhost:8080, Ctrl-C stops it)
+	@$(ENV) bash scripts/airflow_local.sh start
+
+airflow-stop: ## Stop the Airflow that make airflow started (no process left behind)
+	@$(ENV) bash scripts/airflow_local.sh stop
 
 bench: stack-up ## Benchmarks: make bench SIZE=200000 -> bench/results/latest.json, docs/benchmarks.md
 	@$(ENV) python -m bench.run --events $(SIZE)
