@@ -27,3 +27,4 @@ export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export PIPELINE_DATA_DIR="${PIPELINE_DATA_DIR:-$PROJECT_ROOT/data}"
 export PYSPARK_PYTHON="$VENV/bin/python"
 export PYSPARK_DRIVER_PYTHON="$VENV/bin/python"
+export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"  # Spark 3.5 binds its web UIs (:4040, master, worker) to it, else to 0.0.0.0
