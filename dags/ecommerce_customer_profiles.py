@@ -76,7 +76,9 @@ with DAG(
     render_template_as_native_obj=False,
 ) as dag:
 
-    @task(retries=0, execution_timeout=timedelta(minutes=5))
+    # multiple_outputs: each key of the plan is its own XCom, so `plan["wait_path"]` below
+    # hands one value to an operator (and makes it downstream of plan_run).
+    @task(retries=0, execution_timeout=timedelta(minutes=5), multiple_outputs=True)
     def plan_run(params=None, dag_run=None) -> dict:
         """Decide input, batch, snapshot date and output prefixes from the run itself."""
         return run_tasks.plan(params, dag_run)
@@ -104,8 +106,8 @@ with DAG(
 
     produce_events = ProduceEventsOperator(
         task_id="produce_events",
-        staging_path=validate_events.output["staging_path"],
-        expected_count=validate_events.output["rows_accepted"],
+        staging_path="{{ ti.xcom_pull(task_ids='validate_events')['staging_path'] }}",
+        expected_count="{{ ti.xcom_pull(task_ids='validate_events')['rows_accepted'] }}",
         max_active_tis_per_dag=1,  # one producer at a time: each run's offset range is its own
     )
 
