@@ -11,7 +11,9 @@
 #   down       stop the services (TERM, then KILL after a grace period), remove the pid files
 #   clean      down, then delete the runtime data and logs under .stack (keeps .cache)
 #
-# Services (start order): kafka minio elasticsearch. Each is scripts/services/<name>.sh, which
+# Services (start order): kafka minio elasticsearch spark. spark, a standalone cluster, is opt-in:
+# a bare `up` starts it only with SPARK=cluster (make stack-up SPARK=cluster), a bare `status`
+# lists it only while it has a pid file; `down`/`clean` cover it. Each is scripts/services/<name>.sh, which
 # defines <name>_provision, _start, _healthy, _url and optionally _post_start, _health_timeout
 # and _ports (ports that must be free before a start).
 #
@@ -20,7 +22,7 @@
 # runs a second broker beside the first.
 set -euo pipefail
 
-ALL_SERVICES=(kafka minio elasticsearch)
+ALL_SERVICES=(kafka minio elasticsearch spark)
 STOP_GRACE_SECONDS=30
 DEFAULT_HEALTH_TIMEOUT=60
 
@@ -49,6 +51,9 @@ usage() {
 command=$1; shift
 services=("$@")
 [ ${#services[@]} -gt 0 ] || services=("${ALL_SERVICES[@]}")
+if [ $# -eq 0 ] && [ "${SPARK:-}" != cluster ] && { [ "$command" = up ] || { [ "$command" = status ] && [ ! -s "$STACK_DIR/pids/spark.pid" ]; }; }; then
+  mapfile -t services < <(printf '%s\n' "${services[@]}" | grep -vx spark)
+fi
 for service in "${services[@]}"; do
   [[ " ${ALL_SERVICES[*]} " == *" $service "* ]] || { stack_fail "unknown service '$service' (known: ${ALL_SERVICES[*]})"; exit 2; }
   service_file="$script_dir/services/$service.sh"
