@@ -211,6 +211,9 @@ def test_a_manual_run_builds_the_set_and_emits_the_asset_event(pipeline):
     with sqlite3.connect(db) as con:
         extras = [json.loads(e) for (e,) in con.execute(
             "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = ?", (TRAINING_SET_ASSET.name,))]
+        labels = con.execute("SELECT rendered_map_index FROM task_instance WHERE dag_id = ? AND task_id = ?",
+                             (DAG_ID, "build_training_set")).fetchall()
+    assert labels == [(S.isoformat(),)]  # the mapped task is named after its snapshot date in the UI
     assert extras and extras[-1]["snapshot_date"] == S.isoformat() and extras[-1]["rows"] == 2
     assert extras[-1]["uri"] == f"s3://{pipeline['MINIO_BUCKET']}/training_sets/snapshot_date={S}"
 
