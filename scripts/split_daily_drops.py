@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Cut a full events CSV into daily drops: <out-dir>/<YYYY-MM-DD>/events.csv, header in each.
+"""Cut a full events CSV into daily drops: <out-dir>/<YYYY-MM-DD>/events.csv, header in each,
+then the drop's ``_SUCCESS`` marker (written last: the DAG's sensor waits for it).
 
     python scripts/split_daily_drops.py data/electronics.csv            # -> data/incoming/...
     python scripts/split_daily_drops.py data/electronics.csv --out-dir /tmp/incoming --clean
@@ -19,7 +20,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from ecommerce_profiles.inputs import DROP_COMPLETE_MARKER
+from ecommerce_profiles.paths import data_dir
 _DATE = re.compile(rb"(\d{4})-(\d{2})-(\d{2})")
 MAX_OPEN_FILES = 64
 
@@ -97,6 +99,8 @@ def split(source: Path, out_dir: Path, file_name: str = "events.csv", clean: boo
                 h.close()
     if pending:
         raise SystemExit(f"{source}: no row has a readable event date; nothing to split")
+    for day in started:  # every file of the drop is closed: mark it complete
+        (out_dir / day / DROP_COMPLETE_MARKER).touch()
     counts = dict(sorted(counts.items()))
     if undated:
         counts["_undated"] = undated
@@ -105,8 +109,8 @@ def split(source: Path, out_dir: Path, file_name: str = "events.csv", clean: boo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", type=Path, nargs="?", default=PROJECT_ROOT / "data" / "electronics.csv")
-    parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "data" / "incoming")
+    parser.add_argument("input", type=Path, nargs="?", default=data_dir() / "electronics.csv")
+    parser.add_argument("--out-dir", type=Path, default=data_dir() / "incoming")
     parser.add_argument("--file-name", default="events.csv")
     parser.add_argument("--clean", action="store_true", help="remove existing <date>/<file-name> drops first")
     args = parser.parse_args(argv)

@@ -183,6 +183,8 @@ def test_split_daily_drops_cli_keeps_every_row_once(tmp_path):
         split_rows += drop_lines[1:]
         assert f"{drop.parent.name}  {len(drop_lines) - 1:>9,}" in result.stdout
     assert sorted(split_rows) == sorted(data)  # nothing lost, nothing doubled
+    # each drop is marked complete for the DAG's sensor, after its file was written
+    assert all((d.parent / "_SUCCESS").is_file() for d in drops)
     assert f"{len(data):,} rows into 5 daily drops" in result.stdout
 
 
