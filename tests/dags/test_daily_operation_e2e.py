@@ -25,7 +25,8 @@ from ecommerce_profiles.profile_index import profile_indices
 
 from tests.support.pipeline import alias_docs, distinct_valid_rows, expected_profiles, lake_json, lake_keys, lake_rows, make_pipeline
 
-FIRST_DAY = date(2020, 11, 2)
+# October 2019: the sibling REES46 datasets' dates, before the DAG's old start_date (runs then had no tasks).
+FIRST_DAY = date(2019, 10, 1)
 DAYS = [(FIRST_DAY + timedelta(days=i)).isoformat() for i in range(7)]
 RUN_ORDER = [DAYS[0], DAYS[1], DAYS[2], DAYS[2], DAYS[4], DAYS[3], DAYS[5], DAYS[6]]
 EVENTS = 8_400
