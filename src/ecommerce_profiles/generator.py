@@ -74,7 +74,8 @@ BRANDS = (
 )
 
 # How ``bad_rows_per_rule`` breaks a row for each validation rule (names as in validation.py).
-# Each entry is a function of the row's fields (list of 9 strings) returning the corrupted line.
+# Each entry is a function of the row's fields (list of 9 strings) returning the corrupted line
+# (str; written as UTF-8 with surrogateescape, so "\udcXX" plants the raw byte 0xXX).
 BAD_ROW_VARIANTS: dict[str, tuple[Callable[[list[str]], str], ...]] = {
     "column_count": (
         lambda f: ",".join(f[:-1]),
@@ -113,6 +114,28 @@ BAD_ROW_VARIANTS: dict[str, tuple[Callable[[list[str]], str], ...]] = {
     "user_id_integral": (
         lambda f: ",".join(f[:7] + ["9" * 20] + f[8:]),  # beyond int64
         lambda f: ",".join(f[:7] + [f[7][:10] + "x" + f[7][11:]] + f[8:]),
+    ),
+    # The limits of what downstream can store. Out-of-range times are quoted, so that
+    # scripts/split_daily_drops.py (which reads a row's date from its first 10 bytes) keeps them
+    # with the row before instead of opening a drop for 9999-12-31.
+    "event_time_range": (
+        lambda f: ",".join(['"9999-12-31 23:59:59 UTC"'] + f[1:]),
+        lambda f: ",".join(['"1969-12-31 23:59:59 UTC"'] + f[1:]),
+    ),
+    "price_range": (
+        lambda f: ",".join(f[:6] + ["10000000000000000.00"] + f[7:]),  # 1e16: beyond decimal(18,2)
+        lambda f: ",".join(f[:6] + [f[6] + "1"] + f[7:]),  # a third decimal
+    ),
+    "field_too_long": (
+        lambda f: ",".join(f[:5] + ["b" * 40_000] + f[6:]),  # a 40 KB brand
+    ),
+    "message_too_large": (
+        lambda f: ",".join(f[:5] + ["b" * (2 * 1024 * 1024 + 1)] + f[6:]),  # a line over 2 MiB
+    ),
+    # Written with surrogateescape: \udcff becomes the byte 0xff, \udcc3 a lone UTF-8 lead byte.
+    "invalid_utf8": (
+        lambda f: ",".join(f[:5] + ["caf\udcc3"] + f[6:]),
+        lambda f: ",".join(f[:8] + [f[8][:5] + "\udcff" + f[8][6:]]),
     ),
 }
 
@@ -372,7 +395,7 @@ def write_events_csv(
             for pos in sorted((p for p in bad_after if lo <= p < lo + chunk_rows), reverse=True):
                 fields = lines[pos - lo].decode().split(",")
                 lines[pos - lo + 1:pos - lo + 1] = [
-                    BAD_ROW_VARIANTS[r][v](fields).encode() for r, v in bad_after[pos]
+                    BAD_ROW_VARIANTS[r][v](fields).encode("utf-8", "surrogateescape") for r, v in bad_after[pos]
                 ]
             out.write(b"\n".join(lines))
             out.write(b"\n")
