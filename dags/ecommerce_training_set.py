@@ -44,12 +44,11 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ecommerce_profiles import lake
 from ecommerce_profiles.assets import PROFILE_SNAPSHOT_ASSET, TRAINING_SET_ASSET, training_set_asset_extra
+from ecommerce_profiles.connections import LAKE_CONN_ID, SPARK_CONN_ID
 from ecommerce_profiles.paths import PACKAGE_DIR
 
 LOG = logging.getLogger(__name__)
 JOB_FILE = PACKAGE_DIR / "spark_jobs" / "training_set.py"
-SPARK_CONN_ID = "spark_default"
-LAKE_CONN_ID = "minio_default"  # an ``aws`` connection with extra.endpoint_url (MinIO)
 
 
 # ---------------------------------------------------------------- which snapshot dates (pure) --

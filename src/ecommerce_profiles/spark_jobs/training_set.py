@@ -40,7 +40,6 @@ import time
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
 
 from ecommerce_profiles import lake
 from ecommerce_profiles.schemas import EVENT_COLUMNS
@@ -53,11 +52,10 @@ from ecommerce_profiles.spark_jobs.label_transforms import (
     purchased_column,
     revenue_column,
 )
-from ecommerce_profiles.spark_jobs.profile_transforms import ARCHIVE_SCHEMA, EVENT_DATE
+from ecommerce_profiles.spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
+from ecommerce_profiles.spark_jobs.profile_transforms import EVENT_DATE
 
 LOG = logging.getLogger("training_set")
-# The archive as stored: the events, their date and the ingest batch (both Hive partitions).
-BATCHED_ARCHIVE_SCHEMA = StructType([*ARCHIVE_SCHEMA.fields, StructField(lake.BATCH_PARTITION, StringType(), False)])
 _ARCHIVE_FILE = re.compile(
     rf"/{lake.EVENT_DATE_PARTITION}=(\d{{4}}-\d{{2}}-\d{{2}})/{lake.BATCH_PARTITION}=[^/]+/[^/]+\.parquet$"
 )
