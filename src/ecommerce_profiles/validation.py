@@ -860,8 +860,12 @@ def validate_files(
                 try:
                     lines = _physical_lines(handle, _read_header(path, handle), pushback, line_limit)
                     line_number = 1
+                    joined = 0  # extra physical lines of the last record (quoted newlines)
                     for raw in lines:
                         line_number += 1
+                        if joined:
+                            line_number += joined
+                            joined = 0
                         line = raw.rstrip("\r")
                         if not line:
                             if raw is _EOF:
@@ -904,7 +908,7 @@ def validate_files(
                                            f"a quoted field opened on this line is not closed {where}; "
                                            "only this line is quarantined, reading goes on with the next")
                                     continue
-                                line_number += len(parts) - 1
+                                joined = len(parts) - 1  # the record keeps its first line's number
                                 line = "\n".join(parts).rstrip("\r")
                                 long_line = len(line) > short_line
                             line_is_ascii = line.isascii()

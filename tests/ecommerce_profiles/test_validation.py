@@ -1,4 +1,4 @@
-"""CSV validation: rules, quarantine, staging format, threshold, and the operator against MinIO.
+"""CSV validation: rules, quarantine, staging format, threshold, hostile input, the operator.
 
 tests/data/sample_events.csv has planted bad rows at known lines; tests/data/README.md lists
 them, and EXPECTED_QUARANTINE below must match that table.
@@ -17,12 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from ecommerce_profiles import validation
 from ecommerce_profiles.generator import BAD_ROW_VARIANTS, write_events_csv
 from ecommerce_profiles.validation import (
+    MAX_FIELD_BYTES,
+    MAX_LINE_CHARS,
     QUARANTINE_COLUMNS,
     RULES,
+    FileFormatError,
     HeaderError,
     RejectThresholdExceeded,
+    _DIGEST,
+    _DigestSet,
     check_reject_threshold,
     read_staged_messages,
     resolve_input,
@@ -53,8 +59,11 @@ EXPECTED_QUARANTINE = {
 }
 
 
-def _validate(tmp_path: Path, *paths: Path):
-    return validate_files(list(paths), tmp_path / "out" / "messages.tsv", tmp_path / "out" / "quarantine.csv")
+def _validate(tmp_path: Path, *paths: Path, **options):
+    result = validate_files(list(paths), tmp_path / "out" / "messages.tsv", tmp_path / "out" / "quarantine.csv",
+                            **options)
+    assert result.rows_read == result.rows_accepted + result.rows_quarantined
+    return result
 
 
 def _csv_file(tmp_path: Path, *rows: str, name: str = "events.csv", header: str = HEADER) -> Path:
@@ -64,6 +73,7 @@ def _csv_file(tmp_path: Path, *rows: str, name: str = "events.csv", header: str 
 
 
 def _quarantine(result) -> list[dict[str, str]]:
+    csv.field_size_limit(16 * 1024 * 1024)  # raw_line keeps lines up to the validator's 2 MiB line limit
     with open(result.quarantine_path, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -313,6 +323,404 @@ def test_generated_bad_rows_are_each_caught_by_their_rule(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
+# Hostile input: limits of what downstream can store (docs/hostile-input.md)
+# ------------------------------------------------------------------------------------------
+def _rules(result) -> dict[str, int]:
+    return {r: n for r, n in result.rejects_by_rule.items() if n}
+
+
+def _bytes_file(tmp_path: Path, *rows: bytes, name: str = "events.csv", eol: bytes = b"\n") -> Path:
+    path = tmp_path / name
+    path.write_bytes(eol.join([HEADER.encode(), *rows]) + eol)
+    return path
+
+
+def _one_rejected(tmp_path: Path, row: str, rule: str, **options) -> dict[str, str]:
+    """GOOD_ROW then ``row``: exactly one row accepted, ``row`` quarantined by ``rule``."""
+    result = _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, row), **options)
+    assert (result.rows_read, result.rows_accepted) == (2, 1)
+    assert _rules(result) == {rule: 1}
+    [quarantined] = _quarantine(result)
+    assert quarantined["line_number"] == "3" and quarantined["rule"] == rule
+    return quarantined
+
+
+def _in_days(days: int) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    return (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@pytest.mark.parametrize("event_time", [
+    "1969-12-31 23:59:59 UTC",  # pre-1970
+    "1899-12-31 00:00:00 UTC",  # Spark's archive write threw SparkUpgradeException on these
+    "0001-01-01 00:00:00 UTC",
+    "9999-12-31 23:59:59 UTC",  # would pin the profile alias forever
+    "2099-01-01 00:00:00 UTC",
+])
+def test_event_time_range_quarantines_ancient_and_future_times(tmp_path, event_time):
+    row = _one_rejected(tmp_path, _with(event_time=event_time), "event_time_range")
+    assert event_time in row["detail"] and "1970-01-01 00:00:00 UTC" in row["detail"]
+
+
+def test_event_time_range_default_is_now_plus_one_day(tmp_path):
+    rows = [_with(event_time=_in_days(0)), _with(event_time=_in_days(2)), _with(event_time="1970-01-01 00:00:00 UTC")]
+    result = _validate(tmp_path, _csv_file(tmp_path, *rows))
+    assert (result.rows_accepted, _rules(result)) == (2, {"event_time_range": 1})
+    assert _quarantine(result)[0]["line_number"] == "3"  # tomorrow + 1 day
+    assert result.report()["limits"]["max_event_time"] == result.limits["max_event_time"]
+
+
+def test_event_time_range_max_event_time_is_configurable(tmp_path):
+    from datetime import date, datetime, timezone
+
+    rows = [_with(event_time="2020-10-01 00:00:00 UTC"), _with(event_time="2020-10-01 00:00:01 UTC"),
+            _with(event_time="2020-10-02 00:00:00 UTC")]
+    path = _csv_file(tmp_path, *rows)
+    for bound, accepted in [
+        (datetime(2020, 10, 1), 1),  # naive = UTC
+        (datetime(2020, 10, 1, 2, 0, 1, tzinfo=timezone.utc).astimezone().replace(microsecond=0), 2),
+        ("2020-10-01T00:00:01Z", 2),
+        (date(2020, 10, 1), 2),  # a date: through its end
+        ("2020-10-02 00:00:00 UTC", 3),
+    ]:
+        result = _validate(tmp_path, path, max_event_time=bound)
+        assert (result.rows_accepted, result.rejects_by_rule["event_time_range"]) == (accepted, 3 - accepted), bound
+    with pytest.raises(ValueError, match="before 1970"):
+        _validate(tmp_path, path, max_event_time=datetime(1969, 1, 1))
+
+
+@pytest.mark.parametrize("price, why", [
+    ("10000000000000000", "1e16"),
+    ("10000000000000000.00", "1e16"),
+    ("99999999999999999999999999", "1e16"),
+    ("1.234", "more than 2 decimals"),
+    ("0.001", "more than 2 decimals"),
+    ("9999999999999999.99", "double"),  # < 1e16, but the double it travels as is 1e16
+    ("99999999999999.99", "double"),  # 16 significant digits: the double is 99999999999999.98
+])
+def test_price_range_quarantines_what_decimal_18_2_cannot_hold(tmp_path, price, why):
+    assert why in _one_rejected(tmp_path, _with(price=price), "price_range")["detail"]
+
+
+@pytest.mark.parametrize("price, staged", [
+    ("9999999999999", 9999999999999), ("1234567890123.45", 1234567890123.45), ("1.230", 1.23),
+    ("0000000000000000001.50", 1.5), ("1234567890123456", 1234567890123456),
+])
+def test_price_range_keeps_prices_that_fit(tmp_path, price, staged):
+    result = _validate(tmp_path, _csv_file(tmp_path, _with(price=price)))
+    assert result.rows_accepted == 1, _quarantine(result)
+    assert json.loads(next(read_staged_messages(result.staging_path))[1])["price"] == staged
+
+
+def test_price_rule_order_sign_and_exponent_stay_price_decimal(tmp_path):
+    result = _validate(tmp_path, _csv_file(tmp_path, _with(price="-1e17"), _with(price="1e16"), _with(price="1e-3")))
+    assert _rules(result) == {"price_decimal": 3}
+
+
+def test_field_too_long_quarantines_a_40_kb_brand(tmp_path):
+    row = _one_rejected(tmp_path, _with(brand="b" * 40_000), "field_too_long")
+    assert "brand is 40,000 bytes" in row["detail"] and row["raw_line"] == _with(brand="b" * 40_000)
+
+
+def test_field_too_long_counts_utf8_bytes_not_characters(tmp_path):
+    fits, over = "€" * (MAX_FIELD_BYTES // 3), "€" * (MAX_FIELD_BYTES // 3 + 1)  # 3 bytes each
+    result = _validate(tmp_path, _csv_file(tmp_path, _with(brand=fits), _with(category_code=over)))
+    assert (result.rows_accepted, _rules(result)) == (1, {"field_too_long": 1})
+    assert "category_code is 32,769 bytes" in _quarantine(result)[0]["detail"]
+    assert _validate(tmp_path, _csv_file(tmp_path, _with(user_session="s" * MAX_FIELD_BYTES))).rows_accepted == 1
+
+
+def test_field_too_long_quarantines_a_1_1_mb_field_quoted_or_not(tmp_path):
+    big = "x" * 1_100_000
+    result = _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, _with(brand=big), _with(brand=f'"{big}"'), GOOD_ROW))
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (4, 1, {"field_too_long": 2, "duplicate_row": 1})
+    assert [r["line_number"] for r in _quarantine(result)] == ["3", "4", "5"]
+
+
+def test_message_too_large_uses_max_message_bytes(tmp_path):
+    row = _one_rejected(tmp_path, _with(brand="b" * 1900), "message_too_large", max_message_bytes=2000)
+    assert "max_message_bytes=2,000" in row["detail"]
+    assert _validate(tmp_path, _csv_file(tmp_path, _with(brand="b" * 1500)), max_message_bytes=2000).rows_accepted == 1
+
+
+def test_message_too_large_counts_json_escapes(tmp_path):
+    # 600 control characters are 600 bytes of CSV but 3,600 bytes of JSON (\u0001 each).
+    row = _with(brand="\x01" * 600)
+    result = _validate(tmp_path, _csv_file(tmp_path, row), max_message_bytes=3000)
+    assert _rules(result) == {"message_too_large": 1}
+    assert _validate(tmp_path, _csv_file(tmp_path, row), max_message_bytes=4000).rows_accepted == 1
+
+
+def test_a_line_over_the_line_limit_is_quarantined_truncated_and_reading_goes_on(tmp_path):
+    huge = _with(brand="h" * (MAX_LINE_CHARS + 10))
+    result = _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, huge, _with(price="2.00")))
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (3, 2, {"message_too_large": 1})
+    [row] = _quarantine(result)
+    assert row["line_number"] == "3" and f"{len(huge):,} characters" in row["detail"]
+    assert len(row["raw_line"]) < 70_000 and row["raw_line"].startswith(huge[:1000]) and "truncated" in row["raw_line"]
+
+
+def test_a_line_with_no_newline_for_many_megabytes_stays_bounded(tmp_path):
+    path = tmp_path / "endless.csv"
+    with open(path, "w") as f:
+        f.write(HEADER + "\n" + GOOD_ROW + "\n")
+        for _ in range(8):
+            f.write("z" * 1_000_000)
+        f.write("\n" + _with(price="3.00") + "\n")
+    result = _validate(tmp_path, path)
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (3, 2, {"message_too_large": 1})
+    assert "8,000,000 characters" in _quarantine(result)[0]["detail"]
+
+
+@pytest.mark.parametrize("bad", [
+    b"\xff",  # never valid
+    b"caf\xc3",  # a lead byte without its continuation
+    b"\xed\xa0\x80",  # an encoded surrogate
+    b"\xc0\xaf",  # an overlong encoding of "/"
+])
+def test_invalid_utf8_is_quarantined_unaltered(tmp_path, bad):
+    raw = _with(brand="BRAND").encode().replace(b"BRAND", bad)
+    result = _validate(tmp_path, _bytes_file(tmp_path, GOOD_ROW.encode(), raw, _with(brand="löwe").encode()))
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (3, 2, {"invalid_utf8": 1})
+    quarantine_bytes = Path(result.quarantine_path).read_bytes()
+    quarantine_bytes.decode("utf-8")  # the quarantine CSV itself is valid UTF-8
+    [row] = _quarantine(result)
+    assert row["line_number"] == "3" and "not UTF-8" in row["detail"]
+    # the invalid bytes are shown as \xNN: the row can be restored byte for byte
+    assert row["raw_line"].encode("latin-1", "backslashreplace") != raw
+    assert row["raw_line"].encode().decode("unicode_escape").encode("latin-1") == raw or bad == b"\xed\xa0\x80" or \
+        row["raw_line"] == raw.decode("utf-8", "backslashreplace")
+    staged = Path(result.staging_path).read_bytes()
+    assert bad not in staged and "löwe" in json.loads(list(read_staged_messages(result.staging_path))[1][1])["brand"]
+    json.dumps(result.report())
+
+
+def test_quoted_newline_is_one_record(tmp_path):
+    multi = _with(brand='"first line\nsecond line"')
+    result = _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, multi, _with(price="1e3"), _with(price="2.00")))
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (4, 3, {"price_decimal": 1})
+    assert _quarantine(result)[0]["line_number"] == "5"  # the record on lines 3-4 counts one row
+    brands = [json.loads(v)["brand"] for _, v in read_staged_messages(result.staging_path)]
+    assert brands[1] == "first line\nsecond line"
+
+
+def test_quoted_newlines_in_a_crlf_file_and_duplicate_records(tmp_path):
+    multi = _with(brand='"a\r\nb"').encode()
+    result = _validate(tmp_path, _bytes_file(tmp_path, multi, GOOD_ROW.encode(), multi, eol=b"\r\n"))
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (3, 2, {"duplicate_row": 1})
+    assert _quarantine(result)[0]["line_number"] == "5"
+    assert json.loads(next(read_staged_messages(result.staging_path))[1])["brand"] == "a\r\nb"
+
+
+def test_an_unclosed_quote_quarantines_only_its_line(tmp_path):
+    # A stray quote at a field start would swallow the rest of the file as one field.
+    stray = _with(brand='"unclosed')
+    result = _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, stray, _with(price="2.00"), _with(price="3.00")))
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (4, 3, {"column_count": 1})
+    [row] = _quarantine(result)
+    assert row["line_number"] == "3" and "not closed before the end of the file" in row["detail"]
+
+
+def test_an_unclosed_quote_stops_at_max_message_bytes(tmp_path):
+    rows = [_with(price=f"{i}.00") for i in range(1, 40)]  # ~ 4,700 characters
+    result = _validate(tmp_path, _csv_file(tmp_path, _with(brand='"open'), *rows, _with(brand='x"')),
+                       max_message_bytes=1024)
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (41, 40, {"column_count": 1})
+    assert "within 1,024 characters" in _quarantine(result)[0]["detail"]
+
+
+def test_cr_only_file_fails_with_a_clear_error(tmp_path):
+    path = _bytes_file(tmp_path, GOOD_ROW.encode(), _with(price="2.00").encode(), eol=b"\r")
+    with pytest.raises(FileFormatError) as err:
+        _validate(tmp_path, path)
+    message = str(err.value)
+    assert isinstance(err.value, HeaderError) and str(path) in message and "bare CR" in message
+    assert "LJuJVLEjPT" not in message  # no row content
+    assert not (tmp_path / "out" / "messages.tsv").exists()
+
+
+def test_bom_and_crlf_header(tmp_path):
+    path = _bytes_file(tmp_path, GOOD_ROW.encode(), eol=b"\r\n")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert _validate(tmp_path, path).rows_accepted == 1
+
+
+def test_csv_gz_is_read_like_the_plain_file(tmp_path):
+    import gzip
+
+    plain = SAMPLE.read_bytes()
+    for name in ("sample.csv.gz", "SAMPLE.CSV.GZ"):
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(plain))
+        result = _validate(tmp_path, path)
+        assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (316, 301, 15)
+        assert result.files == [str(path)]
+        assert {int(r["line_number"]): r["rule"] for r in _quarantine(result)} == EXPECTED_QUARANTINE
+
+
+def test_upper_case_csv_name_is_plain_csv(tmp_path):
+    assert _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, name="EVENTS.CSV")).rows_accepted == 1
+
+
+@pytest.mark.parametrize("content", [b"not gzip at all, " + b"SECRET=" * 10, None])
+def test_corrupt_gz_fails_naming_the_file_not_its_bytes(tmp_path, content):
+    import gzip
+
+    path = tmp_path / "events.csv.gz"
+    if content is None:  # a truncated gzip stream
+        content = gzip.compress((HEADER + "\n" + (GOOD_ROW + "\n") * 1000).encode())[:-200]
+    path.write_bytes(content)
+    with pytest.raises(FileFormatError, match="not a readable gzip file") as err:
+        _validate(tmp_path, path)
+    assert str(path) in str(err.value) and "SECRET" not in str(err.value) and "no" not in str(err.value)[-5:]
+
+
+SECRET = "wJalrXUtnFEMI-planted-secret-K7MDENG"
+
+
+@pytest.mark.parametrize("first_line", [
+    f"AWS_SECRET_ACCESS_KEY={SECRET}".encode(),
+    f"PATH=/usr/bin\x00MINIO_ROOT_PASSWORD={SECRET}\x00HOME=/root\x00".encode(),  # /proc/self/environ
+    f"root:x:0:0:{SECRET}:/root:/bin/bash".encode(),  # /etc/passwd
+    SECRET.encode(),  # one identifier-like token
+    f"{SECRET},password".encode(),  # a list of names, none of them a column
+    f"event_time,{SECRET}=1".encode(),  # a column name and something that is not a name
+    f"event_time,{SECRET}\xff".encode("latin-1"),
+])
+def test_header_error_never_echoes_the_content_of_an_unaccepted_file(tmp_path, first_line):
+    path = tmp_path / "planted.csv"
+    path.write_bytes(first_line + b"\n" + f"second line {SECRET}".encode() + b"\n")
+    with pytest.raises(HeaderError) as err:
+        _validate(tmp_path, path)
+    message = str(err.value)
+    assert SECRET not in message and "planted-secret" not in message and "MINIO" not in message
+    assert str(path) in message and f"({len(first_line):,} bytes" in message and HEADER in message
+
+
+def test_proc_self_environ_itself_gives_no_content(tmp_path):
+    environ = Path("/proc/self/environ")
+    with pytest.raises(HeaderError) as err:
+        _validate(tmp_path, environ)
+    values = [v for v in os.environ.values() if len(v) >= 8]
+    assert "not a CSV header" in str(err.value) and not any(v in str(err.value) for v in values)
+
+
+def test_header_error_for_a_first_line_without_newline(tmp_path):
+    path = tmp_path / "blob.csv"
+    path.write_bytes(b"A" * 200_000)
+    with pytest.raises(HeaderError, match=r"more than 65,536 bytes; its content is not shown") as err:
+        _validate(tmp_path, path)
+    assert "AAAA" not in str(err.value)
+
+
+def test_header_error_names_missing_unexpected_and_reordered_columns(tmp_path):
+    columns = list(EVENT_COLUMNS)
+    reordered = ",".join(columns[1:] + columns[:1])
+    with pytest.raises(HeaderError, match="same names in another order"):
+        _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, header=reordered))
+    with pytest.raises(HeaderError, match="missing user_session; unexpected session_id"):
+        _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, header=HEADER.replace("user_session", "session_id")))
+
+
+def test_huge_integers_are_integral_rejects_not_crashes(tmp_path):
+    # int() of > 4300 digits raises ValueError in Python 3.11: never reach it
+    _one_rejected(tmp_path, _with(product_id="9" * 5000), "product_id_integral")
+    _one_rejected(tmp_path, _with(user_id="-" + "1" * 5000), "user_id_integral")
+
+
+def test_every_rule_at_once_exact_counts_per_rule(tmp_path):
+    rows = [
+        GOOD_ROW.encode(),                                                      # 2 accepted
+        _with(brand="X").encode().replace(b"X", b"\xff"),                        # 3 invalid_utf8
+        _with(price="1,5").encode(),                                             # 4 column_count
+        _with(brand="b" * 40_000).encode(),                                      # 5 field_too_long
+        _with(user_id="").encode(),                                              # 6 required_field_missing
+        _with(event_time="2020-09-24T11:57:06Z").encode(),                       # 7 event_time_format
+        _with(event_time="1900-01-01 00:00:00 UTC").encode(),                    # 8 event_time_range
+        _with(event_time="9999-12-31 23:59:59 UTC").encode(),                    # 9 event_time_range
+        _with(event_type="click").encode(),                                      # 10 event_type_domain
+        _with(product_id="p1").encode(),                                         # 11 product_id_integral
+        _with(category_id="1.5").encode(),                                       # 12 category_id_integral
+        _with(user_id="9" * 20).encode(),                                        # 13 user_id_integral
+        _with(price="NaN").encode(),                                             # 14 price_decimal
+        _with(price="10000000000000000").encode(),                               # 15 price_range
+        _with(price="1.999").encode(),                                           # 16 price_range
+        _with(brand="m" * (MAX_LINE_CHARS + 1)).encode(),                        # 17 message_too_large
+        GOOD_ROW.encode(),                                                       # 18 duplicate_row
+        _with(brand='"multi\nline"').encode(),                                   # 19-20 accepted
+        _with(price="5.00").encode(),                                            # 21 accepted
+    ]
+    result = _validate(tmp_path, _bytes_file(tmp_path, *rows))
+    assert result.rows_read == 19 and result.rows_accepted == 3 and result.rows_quarantined == 16
+    assert result.rejects_by_rule == {rule: 0 for rule in RULES} | {
+        "invalid_utf8": 1, "column_count": 1, "field_too_long": 1, "required_field_missing": 1,
+        "event_time_format": 1, "event_time_range": 2, "event_type_domain": 1, "product_id_integral": 1,
+        "category_id_integral": 1, "user_id_integral": 1, "price_decimal": 1, "price_range": 2,
+        "message_too_large": 1, "duplicate_row": 1,
+    }
+    assert [int(r["line_number"]) for r in _quarantine(result)] == list(range(3, 19))
+    assert result.rows_invalid == 15
+    report = result.report()
+    assert all(len(e["raw_line"]) <= 2_100 for examples in report["examples"].values() for e in examples)
+    json.dumps(report)
+
+
+# ------------------------------------------------------------------------------------------
+# Duplicate detection in bounded memory
+# ------------------------------------------------------------------------------------------
+def _digests(*pairs: tuple[int, int]):
+    import numpy as np
+
+    return np.array(list(pairs), dtype=_DIGEST)
+
+
+def test_digest_set_within_and_across_batches():
+    seen = _DigestSet(expected=10)
+    assert seen.add_batch(_digests((1, 1), (2, 1), (1, 1), (1, 3), (1, 1))).tolist() == [
+        False, False, True, False, True]
+    assert seen.add_batch(_digests((2, 1), (5, 5), (1, 3), (5, 5))).tolist() == [True, False, True, True]
+    assert len(seen) == 4
+
+
+def test_digest_set_grows_and_keeps_what_it_holds():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    keys = rng.integers(1, 2**63, (50_000, 2), dtype=np.uint64).view(_DIGEST).ravel()
+    keys["lo"] |= np.uint64(1)
+    seen = _DigestSet(expected=100)  # far too small: it doubles as it goes
+    for start in range(0, len(keys), 7_000):
+        assert not seen.add_batch(keys[start:start + 7_000]).any()
+    assert len(seen) == len(keys) and seen.nbytes >= len(keys) * 16 / _DigestSet.MAX_LOAD
+    assert seen.add_batch(keys[::-1]).all()
+    # same high half, other low half: not a duplicate
+    other = keys[:100].copy()
+    other["lo"] ^= np.uint64(2)
+    assert not seen.add_batch(other).any()
+
+
+def test_duplicates_across_many_batches_keep_the_first_and_the_line_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(validation, "_BATCH_ROWS", 3)
+    rows = [_with(price=f"{i % 7}.00") for i in range(30)]  # 7 distinct rows, 23 copies
+    result = _validate(tmp_path, _csv_file(tmp_path, "", *rows[:15], name="a.csv"),
+                       _csv_file(tmp_path, *rows[15:], "", name="b.csv"))
+    assert (result.rows_read, result.rows_accepted, _rules(result), result.blank_lines) == (30, 7, {"duplicate_row": 23}, 2)
+    lines = [(Path(r["source_file"]).name, int(r["line_number"])) for r in _quarantine(result)]
+    assert lines == sorted(lines) and len(lines) == 23
+    assert [json.loads(v)["price"] for _, v in read_staged_messages(result.staging_path)] == list(range(7))
+    assert sum(result.events_by_date.values()) == 7 and result.duplicate_check["distinct_rows"] == 7
+
+
+def test_many_rejects_between_batches_are_all_written_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(validation, "_BATCH_ROWS", 4)
+    rows = [_with(event_type="x") if i % 3 else _with(price=f"{i}.00") for i in range(40)]
+    result = _validate(tmp_path, _csv_file(tmp_path, *rows))
+    assert (result.rows_accepted, _rules(result)) == (14, {"event_type_domain": 26})
+    assert [int(r["line_number"]) for r in _quarantine(result)] == [i + 2 for i in range(40) if i % 3]
+
+
+# ------------------------------------------------------------------------------------------
 # The operator, against the local MinIO
 # ------------------------------------------------------------------------------------------
 def _s3_client():
@@ -325,69 +733,77 @@ def _s3_client():
 
 
 @pytest.fixture
-def bucket(stack):
-    """A fresh bucket name; the operator creates it, the test run removes it."""
-    name = f"test-validation-{uuid.uuid4().hex[:8]}"
-    yield name
+def evidence(stack):
+    """(bucket, prefix): the pipeline's bucket (the pipeline's MinIO user may write only there)
+    and a fresh prefix in it, removed after the test."""
+    bucket, prefix = stack["bucket"], f"runs/run_date=2020-10-03/run=test-validation-{uuid.uuid4().hex[:8]}"
+    yield bucket, prefix
     s3 = _s3_client()
-    try:
-        for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
-            s3.delete_object(Bucket=name, Key=item["Key"])
-        s3.delete_bucket(Bucket=name)
-    except s3.exceptions.NoSuchBucket:
-        pass
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(root))
+    return root
 
 
 def _read_object(s3, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def test_operator_publishes_quarantine_and_report_and_reruns_overwrite(bucket, tmp_path):
-    from ecommerce_profiles.validation import ValidateEventsOperator
+def test_operator_publishes_quarantine_and_report_as_run_evidence(evidence, data_dir, tmp_path):
+    from ecommerce_profiles.operators.validate import ValidateEventsOperator
 
-    s3 = _s3_client()
+    sample = data_dir / "sample_events.csv"
+    sample.write_bytes(SAMPLE.read_bytes())
+    bucket, prefix = evidence
     operator = ValidateEventsOperator(
-        task_id="validate", input_path=str(SAMPLE), run_date="2020-10-03", staging_dir=str(tmp_path / "staging"),
-        bucket=bucket, max_reject_fraction=0.05,
+        task_id="validate", input_target=str(sample), staging_dir=str(tmp_path / "staging"),
+        evidence_prefix=prefix, bucket=bucket, max_reject_fraction=0.05,
     )
     out = operator.execute(context={})
     json.dumps(out)
-    assert out["rows_read"] == 316 and out["rows_accepted"] == 301 and out["rows_quarantined"] == 15
-    assert out["files"] == [str(SAMPLE)]
-    assert out["min_event_date"] == "2020-10-01" and out["max_event_date"] == "2020-10-03"
-    assert out["staging_path"] == str(tmp_path / "staging" / "messages.tsv")
-    assert out["quarantine_uri"] == f"s3://{bucket}/quarantine/run_date=2020-10-03/quarantine.csv"
-    assert out["report_uri"] == f"s3://{bucket}/quarantine/run_date=2020-10-03/validation_report.json"
-
-    prefix = "quarantine/run_date=2020-10-03/"
-    quarantine = list(csv.DictReader(_read_object(s3, bucket, prefix + "quarantine.csv").decode().splitlines()))
+    assert (out["rows_read"], out["rows_accepted"], out["rows_quarantined"]) == (316, 301, 15)
+    assert out["files"] == [str(sample.resolve())]
+    assert out["quarantine_uri"] == f"s3://{bucket}/{prefix}/quarantine.csv"
+    quarantine = list(csv.DictReader(_read_object(_s3_client(), bucket, f"{prefix}/quarantine.csv").decode().splitlines()))
     assert {int(r["line_number"]): r["rule"] for r in quarantine} == EXPECTED_QUARANTINE
-    report = json.loads(_read_object(s3, bucket, prefix + "validation_report.json"))
-    assert report["status"] == "passed" and report["rows_quarantined"] == 15
-    assert report["rejects_by_rule"] == out["rejects_by_rule"]
-
-    # Rerun of the same date on a clean file: the same keys now hold the new result.
-    clean = _csv_file(tmp_path, GOOD_ROW)
-    operator.input_path = str(clean)
-    again = operator.execute(context={})
-    assert again["rows_quarantined"] == 0
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"])
-    assert keys == [prefix + "quarantine.csv", prefix + "validation_report.json"]
-    assert _read_object(s3, bucket, prefix + "quarantine.csv").decode().strip() == ",".join(QUARANTINE_COLUMNS)
-    assert json.loads(_read_object(s3, bucket, prefix + "validation_report.json"))["rows_read"] == 1
+    report = json.loads(_read_object(_s3_client(), bucket, f"{prefix}/validation_report.json"))
+    assert report["status"] == "passed" and report["rejects_by_rule"] == out["rejects_by_rule"]
+    assert set(report["rejects_by_rule"]) == set(RULES) and report["limits"]["max_field_bytes"] == MAX_FIELD_BYTES
 
 
-def test_operator_over_threshold_uploads_the_report_then_fails(bucket, tmp_path):
+def test_operator_refuses_a_file_outside_the_data_directory(evidence, data_dir, tmp_path):
     from airflow.exceptions import AirflowException
 
-    from ecommerce_profiles.validation import ValidateEventsOperator
+    from ecommerce_profiles.operators.validate import ValidateEventsOperator
 
     operator = ValidateEventsOperator(
-        task_id="validate", input_path=str(SAMPLE.parent / "sample_*.csv"), run_date="2020-10-03",
-        staging_dir=str(tmp_path), bucket=bucket, max_reject_fraction="0.01",  # templated -> str
+        task_id="validate", input_target="/proc/self/environ", staging_dir=str(tmp_path / "staging"),
+        evidence_prefix=evidence[1], bucket=evidence[0],
+    )
+    with pytest.raises(AirflowException, match="outside the data directory"):
+        operator.execute(context={})
+    assert not _s3_client().list_objects_v2(Bucket=evidence[0], Prefix=evidence[1]).get("Contents")
+
+
+def test_operator_over_threshold_uploads_the_report_then_fails(evidence, data_dir, tmp_path):
+    from airflow.exceptions import AirflowException
+
+    from ecommerce_profiles.operators.validate import ValidateEventsOperator
+
+    (data_dir / "sample_events.csv").write_bytes(SAMPLE.read_bytes())
+    bucket, prefix = evidence
+    operator = ValidateEventsOperator(
+        task_id="validate", input_target="sample_events.csv", staging_dir=str(tmp_path), evidence_prefix=prefix,
+        bucket=bucket, max_reject_fraction="0.01",  # templated -> str
     )
     with pytest.raises(AirflowException) as err:
         operator.execute(context={})
-    assert str(SAMPLE) in str(err.value) and "event_time_format" in str(err.value)
-    report = json.loads(_read_object(_s3_client(), bucket, "quarantine/run_date=2020-10-03/validation_report.json"))
+    assert "sample_events.csv" in str(err.value) and "event_time_format" in str(err.value)
+    report = json.loads(_read_object(_s3_client(), bucket, f"{prefix}/validation_report.json"))
     assert report["status"] == "failed" and "13 of 316" in report["failure"]
