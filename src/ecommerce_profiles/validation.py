@@ -784,6 +784,7 @@ def validate_files(
     short_line = min(MAX_FIELD_BYTES // 4, (max_message_bytes - _MESSAGE_OVERHEAD) // 12)
     record_limit = max_message_bytes  # a quoted field still open after this many characters ends
     line_limit = max(MAX_LINE_CHARS, max_message_bytes + TRUNCATED_LINE_KEEP_CHARS)
+    long_record = _LONG_LINE_CHARS
     pushback: list[str] = []
 
     try:
@@ -1030,13 +1031,13 @@ def validate_files(
                                        f"the Kafka message would be {size:,} bytes, over max_message_bytes="
                                        f"{max_message_bytes:,}")
                                 continue
-                        if len(line) > _LONG_LINE_CHARS:
+                        if long_line or len(line) > long_record:
                             held_chars[0] += len(line) + len(message)
                         events_by_date[day] = events_by_date.get(day, 0) + 1
                         batch_messages.append(message)
                         batch_records.append(line)
                         batch_lines.append(line_number)
-                        batch_digests += digest(line.encode(), digest_size=_DIGEST_SIZE).digest()
+                        batch_digests += digest(line.encode(), digest_size=16).digest()
                         if len(batch_messages) >= _BATCH_ROWS or held_chars[0] > _BATCH_CHARS:
                             flush()
                     flush()

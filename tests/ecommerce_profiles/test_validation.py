@@ -487,10 +487,8 @@ def test_invalid_utf8_is_quarantined_unaltered(tmp_path, bad):
     quarantine_bytes.decode("utf-8")  # the quarantine CSV itself is valid UTF-8
     [row] = _quarantine(result)
     assert row["line_number"] == "3" and "not UTF-8" in row["detail"]
-    # the invalid bytes are shown as \xNN: the row can be restored byte for byte
-    assert row["raw_line"].encode("latin-1", "backslashreplace") != raw
-    assert row["raw_line"].encode().decode("unicode_escape").encode("latin-1") == raw or bad == b"\xed\xa0\x80" or \
-        row["raw_line"] == raw.decode("utf-8", "backslashreplace")
+    # the invalid bytes are shown as \xNN, the rest as it was: nothing altered silently
+    assert row["raw_line"] == raw.decode("utf-8", "backslashreplace") and "\\x" in row["raw_line"]
     staged = Path(result.staging_path).read_bytes()
     assert bad not in staged and "löwe" in json.loads(list(read_staged_messages(result.staging_path))[1][1])["brand"]
     json.dumps(result.report())
@@ -573,7 +571,7 @@ def test_corrupt_gz_fails_naming_the_file_not_its_bytes(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(FileFormatError, match="not a readable gzip file") as err:
         _validate(tmp_path, path)
-    assert str(path) in str(err.value) and "SECRET" not in str(err.value) and "no" not in str(err.value)[-5:]
+    assert str(path) in str(err.value) and "SECRET" not in str(err.value) and "not gzip" not in str(err.value)
 
 
 SECRET = "wJalrXUtnFEMI-planted-secret-K7MDENG"
