@@ -17,8 +17,8 @@ COMPOSE ?= docker compose
 DAG_ID ?= ecommerce_customer_profiles
 DATE ?= 2020-10-01
 DATA ?=
-INGEST_TASKS := wait_for_dataset validate_events produce_events
-PROCESS_TASKS ?= create_profile_index build_profiles publish_profiles import_kibana_objects summarise_run
+INGEST_TASKS := plan_run wait_for_input validate_events produce_events
+PROCESS_TASKS ?= create_profile_index build_profiles publish_profiles import_kibana_objects summarise_run clean_up_run
 # Evaluated once; `make STACK=local ...` overrides.
 ifeq ($(origin STACK),undefined)
 STACK := $(shell docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo compose || echo local)

@@ -11,7 +11,8 @@
 #   down       stop the services (TERM, then KILL after a grace period), remove the pid files
 #   clean      down, then delete the runtime data and logs under .stack (keeps .cache)
 #
-# Services (start order): kafka minio elasticsearch spark. spark, a standalone cluster, is opt-in:
+# Services (start order): kafka minio elasticsearch esproxy spark. esproxy is nginx demanding
+# basic auth in front of elasticsearch (the pipeline's authenticated endpoint). spark, a standalone cluster, is opt-in:
 # a bare `up` starts it only with SPARK=cluster (make stack-up SPARK=cluster), a bare `status`
 # lists it only while it has a pid file; `down`/`clean` cover it. Each is scripts/services/<name>.sh, which
 # defines <name>_provision, _start, _healthy, _url and optionally _post_start, _health_timeout
@@ -22,7 +23,7 @@
 # runs a second broker beside the first.
 set -euo pipefail
 
-ALL_SERVICES=(kafka minio elasticsearch spark)
+ALL_SERVICES=(kafka minio elasticsearch esproxy spark)
 STOP_GRACE_SECONDS=30
 DEFAULT_HEALTH_TIMEOUT=60
 

@@ -134,5 +134,14 @@ def lake_admin_settings_from_env(environ: Mapping[str, str] = os.environ) -> Lak
 
 
 def elasticsearch_settings_from_env(environ: Mapping[str, str] = os.environ) -> ElasticsearchSettings:
-    return ElasticsearchSettings(environ["ELASTICSEARCH_URL"], environ.get("ELASTICSEARCH_USER") or None,
-                                 environ.get("ELASTICSEARCH_PASSWORD") or None)
+    """The pipeline's authenticated endpoint, as ``elasticsearch_default`` sees it: ELASTICSEARCH_AUTH_URL
+    with ELASTICSEARCH_USER/ELASTICSEARCH_PASSWORD (locally the esproxy nginx, which demands them; in
+    Compose Elasticsearch itself with security on). ELASTICSEARCH_URL when no AUTH_URL is defined."""
+    return ElasticsearchSettings(environ.get("ELASTICSEARCH_AUTH_URL") or environ["ELASTICSEARCH_URL"],
+                                 environ.get("ELASTICSEARCH_USER") or None, environ.get("ELASTICSEARCH_PASSWORD") or None)
+
+
+def elasticsearch_admin_settings_from_env(environ: Mapping[str, str] = os.environ) -> ElasticsearchSettings:
+    """The admin/test endpoint ELASTICSEARCH_URL: locally the server itself, on loopback, without
+    authentication (tests and stack set-up only; the pipeline goes through ``elasticsearch_settings_from_env``)."""
+    return ElasticsearchSettings(environ["ELASTICSEARCH_URL"])

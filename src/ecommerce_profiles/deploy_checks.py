@@ -30,6 +30,8 @@ TOOLS_BIN = Path(os.environ.get("CACHE_DIR", ROOT / ".cache")) / "tools" / "bin"
 
 AIRFLOW_IMAGE_NAME = "ecommerce-profiles-airflow"
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
+# .env entries that are host settings, not endpoints: the containers may see them as they are.
+HOST_ONLY_KEYS = frozenset({"BIND_ADDRESS"})
 RELEASE_TAG = re.compile(r"^RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$")
 
 
@@ -224,6 +226,8 @@ def check_container_view(model: dict[str, Any], env: dict[str, str]) -> list[str
         environment = service.get("environment") or {}
         for key, value in environment.items():
             value = value or ""
+            if key in HOST_ONLY_KEYS:
+                continue
             if any(h in value for h in LOCAL_HOSTS):
                 problems.append(f"{name}: {key} still points at the host ({value}); override it with the container view")
                 continue

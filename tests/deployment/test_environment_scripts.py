@@ -264,7 +264,7 @@ def test_ingest_and_process_split_the_dag_at_produce_events():
 
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("ecommerce_customer_profiles")
     deferred = {t for t in dag.task_ids if re.search(pattern, t)}
-    assert set(dag.task_ids) - deferred == {"wait_for_dataset", "validate_events", "produce_events"}
+    assert set(dag.task_ids) - deferred == {"plan_run", "wait_for_input", "validate_events", "produce_events"}
     process = make("-n", "process", "STACK=local").stdout
     order = re.search(r"for task in ([a-z_ ]+); do", process).group(1).split()
     assert set(order) == deferred

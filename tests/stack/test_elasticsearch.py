@@ -1,5 +1,6 @@
 """The local Elasticsearch (scripts/services/elasticsearch.sh): the features the pipeline relies on,
-through the official Python client and the Airflow provider's hook."""
+through the official Python client (on the admin/test endpoint ELASTICSEARCH_URL) and the Airflow
+provider's hook (through the connection, i.e. the authenticating esproxy: tests/stack/test_esproxy.py)."""
 
 from __future__ import annotations
 
@@ -183,8 +184,11 @@ def test_airflow_hook_searches_through_the_connection(es, new_index_name):
     create_profile_index(es, index)
     es.index(index=index, id="42", document=profile_doc(42), refresh=True)
 
-    # The same AIRFLOW_CONN_ELASTICSEARCH_DEFAULT (.env) that the DAG uses.
+    # The same AIRFLOW_CONN_ELASTICSEARCH_DEFAULT (.env) that the DAG uses: the authenticating
+    # endpoint (scripts/services/esproxy.sh) with the pipeline's login.
     conn = BaseHook.get_connection("elasticsearch_default")
-    hook = ElasticsearchPythonHook(hosts=[f"{conn.schema}://{conn.host}:{conn.port}"])
+    assert conn.login and conn.password
+    hook = ElasticsearchPythonHook(hosts=[f"{conn.schema}://{conn.host}:{conn.port}"],
+                                   es_conn_args={"basic_auth": (conn.login, conn.password)})
     hits = hook.search(index=index, query={"query": {"term": {"user_id": "42"}}})
     assert [hit["_id"] for hit in hits["hits"]] == ["42"]

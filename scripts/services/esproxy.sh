@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Source me (scripts/stack.sh does): `esproxy`, an nginx reverse proxy that demands HTTP basic auth
+# in front of the local Elasticsearch, so the pipeline's clients (the Airflow connection
+# elasticsearch_default, the Spark es-hadoop writer, the Python client) really authenticate, as
+# they must against the Compose Elasticsearch with security on. The local integ-test-zip
+# Elasticsearch itself runs without security and stays the admin/test endpoint on
+# 127.0.0.1:$ELASTICSEARCH_PORT ($ELASTICSEARCH_URL).
+#
+#   127.0.0.1:$ELASTICSEARCH_AUTH_PORT (ELASTICSEARCH_AUTH_URL) --basic auth--> 127.0.0.1:$ELASTICSEARCH_PORT
+#
+# The login is ELASTICSEARCH_USER / ELASTICSEARCH_PASSWORD (.env). Every start writes, under
+# $STACK_DIR/data/esproxy: htpasswd (apr1 hash by `openssl passwd -apr1 -stdin`, mode 0600),
+# nginx.conf, the pid file, temp folders and requests-4xx-5xx.log (refused or failed requests).
+# nginx is Debian's package (scripts/install_prereqs.sh); it runs as a plain foreground process
+# with its own prefix, config, pid and log paths (-p/-c/-e, `daemon off`): /etc/nginx is never
+# read. As root (CI, this machine) it runs as an unprivileged system user ($ESPROXY_RUN_AS_USER,
+# created on demand) that owns that folder, so no nginx process is root and the 0600 htpasswd
+# is readable by the workers; otherwise it runs as the current user.
+#
+# Needs: ELASTICSEARCH_PORT, ELASTICSEARCH_AUTH_PORT, ELASTICSEARCH_USER, ELASTICSEARCH_PASSWORD
+# (.env), openssl, nginx, and the helpers of scripts/provision_common.sh.
+
+ESPROXY_RUN_AS_USER=${ESPROXY_RUN_AS_USER:-esproxy}
+
+esproxy_nginx() {
+  local candidate
+  for candidate in "${NGINX:-}" "$(command -v nginx 2>/dev/null)" /usr/sbin/nginx; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && { printf '%s\n' "$candidate"; return 0; }
+  done
+  return 1
+}
+
+esproxy_provision() {
+  esproxy_nginx >/dev/null || { stack_fail "esproxy: nginx is missing (bash scripts/install_prereqs.sh, Debian package nginx)"; return 1; }
+  command -v openssl >/dev/null || { stack_fail "esproxy: openssl is missing (it hashes the htpasswd entry)"; return 1; }
+}
+
+esproxy_url() { printf 'http://localhost:%s\n' "${ELASTICSEARCH_AUTH_PORT:-9201}"; }
+
+esproxy_ports() { printf '%s\n' "${ELASTICSEARCH_AUTH_PORT:-9201}"; }
+
+# Up only once Elasticsearch is (the proxy answers 502 before): 30 s bound the proxy's own start.
+esproxy_health_timeout() { printf '30\n'; }
+
+# curl's config syntax for `user = "<login>:<password>"`: the credentials are read from stdin
+# (-K -), never passed as arguments (visible in ps).
+_esproxy_curl_user() {
+  local value="$ELASTICSEARCH_USER:$ELASTICSEARCH_PASSWORD"
+  value=${value//\\/\\\\}
+  value=${value//\"/\\\"}
+  printf 'user = "%s"\n' "$value"
+}
+
+# Healthy = an authenticated request goes through the proxy and Elasticsearch answers it.
+esproxy_healthy() {
+  [ -n "${ELASTICSEARCH_USER:-}" ] || return 1
+  _esproxy_curl_user | curl -fsS --max-time 5 -K - \
+    "http://127.0.0.1:${ELASTICSEARCH_AUTH_PORT:-9201}/_cluster/health" 2>/dev/null \
+    | grep -Eq '"status":"(green|yellow)"'
+}
+
+_esproxy_as_service_user() {
+  [ "$(id -u)" = 0 ] || return 0
+  printf 'setpriv --reuid=%s --regid=%s --init-groups --\n' "$ESPROXY_RUN_AS_USER" "$ESPROXY_RUN_AS_USER"
+}
+
+_esproxy_ensure_service_user() {
+  [ "$(id -u)" = 0 ] || return 0
+  id -u "$ESPROXY_RUN_AS_USER" >/dev/null 2>&1 && return 0
+  stack_say "esproxy: creating the system user '$ESPROXY_RUN_AS_USER' (nginx runs without root)"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin "$ESPROXY_RUN_AS_USER" || {
+    stack_fail "esproxy: could not create the user '$ESPROXY_RUN_AS_USER'"; return 1; }
+}
+
+# The service user must be able to enter every folder above its own (o+x: enter, not list).
+_esproxy_open_path_for() {
+  local target=$1 dir="" part
+  shift
+  local -a parts
+  IFS=/ read -r -a parts <<<"${target#/}"
+  for part in "${parts[@]:0:${#parts[@]}-1}"; do
+    dir="$dir/$part"
+    "$@" test -x "$dir" && continue
+    stack_say "esproxy: letting '$ESPROXY_RUN_AS_USER' pass through $dir (chmod o+x)"
+    chmod o+x "$dir" || return 1
+  done
+}
+
+_esproxy_write_htpasswd() {
+  local file=$1 hash
+  case "$ELASTICSEARCH_USER" in
+    '' | *:* | *[[:space:]]*) stack_fail "esproxy: ELASTICSEARCH_USER must be set, without ':' or blanks"; return 1 ;;
+  esac
+  [ -n "${ELASTICSEARCH_PASSWORD:-}" ] || { stack_fail "esproxy: ELASTICSEARCH_PASSWORD is not set (.env)"; return 1; }
+  # The password goes to openssl on stdin, not as an argument.
+  hash=$(printf '%s\n' "$ELASTICSEARCH_PASSWORD" | openssl passwd -apr1 -stdin) || {
+    stack_fail "esproxy: openssl passwd failed"; return 1; }
+  (umask 077 && printf '%s:%s\n' "$ELASTICSEARCH_USER" "$hash" >"$file.new") && chmod 600 "$file.new" && mv -f "$file.new" "$file"
+}
+
+_esproxy_write_config() {
+  local root=$1
+  cat >"$root/nginx.conf" <<EOF
+# Generated by scripts/services/esproxy.sh on every start: edit that script, not this file.
+daemon off;
+worker_processes 1;
+pid ${root}/nginx.pid;
+error_log stderr warn;
+
+events {
+  worker_connections 512;
+}
+
+http {
+  client_body_temp_path ${root}/tmp/body;
+  proxy_temp_path ${root}/tmp/proxy;
+  fastcgi_temp_path ${root}/tmp/fastcgi;
+  uwsgi_temp_path ${root}/tmp/uwsgi;
+  scgi_temp_path ${root}/tmp/scgi;
+  # Refused or failed requests only (the user name, never the password); bulk traffic is not logged.
+  map \$status \$esproxy_log_it { ~^[45] 1; default 0; }
+  access_log ${root}/requests-4xx-5xx.log combined if=\$esproxy_log_it;
+  server_tokens off;
+
+  upstream elasticsearch {
+    server 127.0.0.1:${ELASTICSEARCH_PORT};
+    keepalive 16;
+  }
+
+  server {
+    # Loopback only, like every service of the local stack.
+    listen 127.0.0.1:${ELASTICSEARCH_AUTH_PORT};
+    auth_basic "elasticsearch";
+    auth_basic_user_file ${root}/htpasswd;
+    # Elasticsearch's own limit (http.max_content_length); the Spark writer sends 5 MB bulks.
+    client_max_body_size 100m;
+
+    location / {
+      proxy_pass http://elasticsearch;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      # The credentials stop here.
+      proxy_set_header Authorization "";
+      # Stream bulk requests and scroll answers instead of spooling them to disk.
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+      proxy_send_timeout 300s;
+    }
+  }
+}
+EOF
+}
+
+esproxy_start() {
+  local nginx root
+  nginx=$(esproxy_nginx) || { stack_fail "esproxy: nginx is missing"; return 1; }
+  root=$(stack_data_dir esproxy)
+  mkdir -p "$root/tmp"
+  _esproxy_write_htpasswd "$root/htpasswd" || return 1
+  _esproxy_write_config "$root"
+
+  local -a as_user
+  read -r -a as_user <<<"$(_esproxy_as_service_user)"
+  if [ ${#as_user[@]} -gt 0 ]; then
+    _esproxy_ensure_service_user || return 1
+    chown -R "$ESPROXY_RUN_AS_USER:" "$root"
+    _esproxy_open_path_for "$root" "${as_user[@]}" || return 1
+  fi
+  "${as_user[@]}" "$nginx" -t -q -p "$root/" -c "$root/nginx.conf" -e stderr || {
+    stack_fail "esproxy: nginx rejects $root/nginx.conf"; return 1; }
+  stack_spawn esproxy "${as_user[@]}" "$nginx" -p "$root/" -c "$root/nginx.conf" -e stderr
+}
