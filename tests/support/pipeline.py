@@ -62,7 +62,8 @@ def make_pipeline(root: Path, prefix: str = "e2e") -> Pipeline:
     env = {
         **os.environ,
         "PIPELINE_DATA_DIR": str(data_dir),
-        "MINIO_BUCKET": f"{prefix}-{suffix}",
+        # A sibling of the pipeline's bucket: the pipeline's MinIO user may use MINIO_BUCKET-* only.
+        "MINIO_BUCKET": f"{os.environ.get('MINIO_BUCKET', 'datalake')}-{prefix}-{suffix}",
         "KAFKA_TOPIC": f"{prefix}_events_{suffix}",
         "ELASTICSEARCH_INDEX": f"{prefix}_profiles_{suffix}",
         "AIRFLOW_HOME": str(airflow_home),
