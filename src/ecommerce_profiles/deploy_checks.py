@@ -277,6 +277,160 @@ def check_kafka(model: dict[str, Any], env: dict[str, str]) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------------------- security ----
+PREFLIGHT = "preflight"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+BIND_PREFIX = "${BIND_ADDRESS:-127.0.0.1}:"
+# Secrets only the set-up jobs may hold: blanked in the Airflow containers (env_file passes .env).
+ADMIN_SECRETS = ("MINIO_ROOT_PASSWORD", "ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD")
+DEV_ONLY_MARK = "-dev-only"
+
+
+def password_keys(env: dict[str, str]) -> list[str]:
+    return sorted(key for key in env if key.endswith("_PASSWORD"))
+
+
+def check_ports_loopback(compose_text: str, model: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """Every published port is bound to ${BIND_ADDRESS:-127.0.0.1} (loopback unless .env changes it)."""
+    import yaml
+
+    problems = []
+    raw = yaml.safe_load(compose_text)
+    for name, service in (raw.get("services") or {}).items():
+        for port in service.get("ports") or []:
+            if not (isinstance(port, str) and port.startswith(BIND_PREFIX)):
+                problems.append(f"{name}: port {port!r} is not published as \"{BIND_PREFIX}<host port>:<container port>\"")
+    bind = env.get("BIND_ADDRESS", "127.0.0.1")
+    if bind not in LOOPBACK:
+        problems.append(f".env: BIND_ADDRESS={bind} publishes every port beyond loopback")
+    for name, service in model["services"].items():
+        for port in service.get("ports") or []:
+            if port.get("host_ip") != bind:
+                problems.append(f"{name}: port {port.get('published')} is bound to {port.get('host_ip') or 'every address'}, not {bind}")
+    return problems
+
+
+def check_preflight(model: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """A one-shot `preflight` that every other service waits for, and that sees every password of .env."""
+    services = model["services"]
+    if PREFLIGHT not in services:
+        return [f"no {PREFLIGHT} service (it refuses DEV-ONLY passwords outside ENVIRONMENT=local)"]
+    preflight = services[PREFLIGHT]
+    problems = [] if is_one_shot(preflight) else [f"{PREFLIGHT}: must be a one-shot job (restart: \"no\")"]
+    for name, service in services.items():
+        dep = (service.get("depends_on") or {}).get(PREFLIGHT) or {}
+        if name != PREFLIGHT and dep.get("condition") != "service_completed_successfully":
+            problems.append(f"{name}: does not wait for {PREFLIGHT} to complete successfully")
+    environment = preflight.get("environment") or {}
+    checked = (environment.get("CHECKED_PASSWORDS") or "").split()
+    for key in password_keys(env):
+        if key not in checked:
+            problems.append(f"{PREFLIGHT}: CHECKED_PASSWORDS does not list {key}")
+        elif environment.get(key) != env[key]:
+            problems.append(f"{PREFLIGHT}: {key} is not passed from .env")
+    for key in ("ENVIRONMENT", "BIND_ADDRESS"):
+        if key not in environment:
+            problems.append(f"{PREFLIGHT}: {key} is not passed")
+    return problems
+
+
+def run_preflight(model: dict[str, Any], timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run the preflight job's shell script here, with its resolved environment (as Compose would
+    in the container): exit 0 = the stack may start."""
+    preflight = model["services"][PREFLIGHT]
+    entrypoint, command = preflight.get("entrypoint") or [], preflight.get("command") or []
+    argv = [*entrypoint, *command]
+    if argv[:2] != ["/bin/sh", "-c"]:
+        raise ValueError(f"{PREFLIGHT}: expected /bin/sh -c <script>, got {argv[:2]}")
+    # `config` keeps the file's $$ escapes; Compose turns them into $ for the container.
+    script = argv[2].replace("$$", "$")
+    environment = {k: "" if v is None else str(v) for k, v in (preflight.get("environment") or {}).items()}
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=timeout,
+                          env={"PATH": "/usr/bin:/bin", **environment})
+
+
+def check_least_privilege(model: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """Airflow logs in as the pipeline's own MinIO and Elasticsearch users, with credentials, and
+    never holds the admin secrets; minio-init and es-init create those users."""
+    problems = []
+    services = model["services"]
+    for name, service in airflow_services(model).items():
+        environment = service.get("environment") or {}
+        for key in ADMIN_SECRETS:
+            if environment.get(key):
+                problems.append(f"{name}: holds the admin secret {key} (blank it in x-airflow-common)")
+        minio = json.loads(environment.get("AIRFLOW_CONN_MINIO_DEFAULT") or "{}")
+        if (minio.get("login"), minio.get("password")) != (env.get("MINIO_PIPELINE_USER"), env.get("MINIO_PIPELINE_PASSWORD")):
+            problems.append(f"{name}: AIRFLOW_CONN_MINIO_DEFAULT does not log in as MINIO_PIPELINE_USER")
+        for key in ("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", "AIRFLOW_CONN_KIBANA_DEFAULT"):
+            conn = json.loads(environment.get(key) or "{}")
+            if (conn.get("login"), conn.get("password")) != (env.get("ELASTICSEARCH_USER"), env.get("ELASTICSEARCH_PASSWORD")):
+                problems.append(f"{name}: {key} does not log in as ELASTICSEARCH_USER")
+    init = " ".join(services.get("minio-init", {}).get("command") or [])
+    for needle in ("mc admin policy create lake ecommerce-pipeline", 'mc admin user add lake "$$MINIO_PIPELINE_USER"',
+                   "mc admin policy attach lake ecommerce-pipeline"):
+        if needle not in init:
+            problems.append(f"minio-init: does not run `{needle}`")
+    return problems
+
+
+def compose_minio_policy(model: dict[str, Any], bucket: str) -> dict[str, Any]:
+    """The policy JSON minio-init writes (its heredoc), for the given bucket name."""
+    script = (model["services"]["minio-init"].get("command") or ["", ""])[1]
+    match = re.search(r"<<EOF\n(.*?)\nEOF\n", script, re.S)
+    if not match:
+        raise ValueError("minio-init: no policy heredoc (<<EOF ... EOF)")
+    return json.loads(match.group(1).replace("$$MINIO_BUCKET", bucket))
+
+
+def check_elasticsearch_security(model: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """Security on; es-init sets kibana_system's password and the pipeline user; Kibana logs in as
+    kibana_system; the health check authenticates."""
+    services = model["services"]
+    problems = []
+    es = services.get("elasticsearch", {})
+    es_env = es.get("environment") or {}
+    if es_env.get("xpack.security.enabled") != "true":
+        problems.append("elasticsearch: xpack.security.enabled is not \"true\"")
+    if es_env.get("ELASTIC_PASSWORD") != env.get("ELASTIC_PASSWORD"):
+        problems.append("elasticsearch: ELASTIC_PASSWORD does not come from .env")
+    if "elastic:" not in " ".join((es.get("healthcheck") or {}).get("test") or []):
+        problems.append("elasticsearch: the health check does not authenticate")
+    init = services.get("es-init")
+    if not init:
+        return problems + ["no es-init service (sets the kibana_system password, creates the pipeline user)"]
+    script = " ".join(init.get("command") or [])
+    for needle in ("/_security/user/kibana_system/_password", "/_security/role/ecommerce_pipeline",
+                   "/_security/user/$$ELASTICSEARCH_USER"):
+        if needle not in script:
+            problems.append(f"es-init: does not call {needle}")
+    if ((init.get("depends_on") or {}).get("elasticsearch") or {}).get("condition") != "service_healthy":
+        problems.append("es-init: does not wait for elasticsearch to be healthy")
+    kibana = services.get("kibana", {})
+    kibana_env = kibana.get("environment") or {}
+    if (kibana_env.get("ELASTICSEARCH_USERNAME"), kibana_env.get("ELASTICSEARCH_PASSWORD")) != ("kibana_system", env.get("KIBANA_SYSTEM_PASSWORD")):
+        problems.append("kibana: does not log in as kibana_system with KIBANA_SYSTEM_PASSWORD")
+    if ((kibana.get("depends_on") or {}).get("es-init") or {}).get("condition") != "service_completed_successfully":
+        problems.append("kibana: does not wait for es-init")
+    return problems
+
+
+def check_env_connections(env: dict[str, str]) -> list[str]:
+    """.env's connections repeat the credentials .env names (JSON cannot reference variables)."""
+    problems = []
+    minio = json.loads(env.get("AIRFLOW_CONN_MINIO_DEFAULT") or "{}")
+    if (minio.get("login"), minio.get("password")) != (env.get("MINIO_PIPELINE_USER"), env.get("MINIO_PIPELINE_PASSWORD")):
+        problems.append(".env: AIRFLOW_CONN_MINIO_DEFAULT login/password are not MINIO_PIPELINE_USER/MINIO_PIPELINE_PASSWORD")
+    es = json.loads(env.get("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT") or "{}")
+    if (es.get("login"), es.get("password")) != (env.get("ELASTICSEARCH_USER"), env.get("ELASTICSEARCH_PASSWORD")):
+        problems.append(".env: AIRFLOW_CONN_ELASTICSEARCH_DEFAULT login/password are not ELASTICSEARCH_USER/ELASTICSEARCH_PASSWORD")
+    auth_url = f"{es.get('schema', 'http')}://{es.get('host')}:{es.get('port')}"
+    if auth_url != env.get("ELASTICSEARCH_AUTH_URL") or str(es.get("port")) != env.get("ELASTICSEARCH_AUTH_PORT"):
+        problems.append(f".env: AIRFLOW_CONN_ELASTICSEARCH_DEFAULT is {auth_url}, not ELASTICSEARCH_AUTH_URL "
+                        f"{env.get('ELASTICSEARCH_AUTH_URL')} (port ELASTICSEARCH_AUTH_PORT)")
+    return problems
+
+
 # ----------------------------------------------------------------------------- Dockerfile ----
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments and heredocs dropped."""
@@ -556,6 +710,11 @@ def all_problems(root: Path = ROOT) -> list[str]:
     problems += check_healthchecks(model) + check_depends_on(model) + check_images_pinned(model)
     problems += check_variables_defined(compose_file.read_text(), env) + check_host_ports_unique(model)
     problems += check_container_view(model, env) + check_kafka(model, env)
+    problems += check_ports_loopback(compose_file.read_text(), model, env) + check_preflight(model, env)
+    problems += check_least_privilege(model, env) + check_elasticsearch_security(model, env) + check_env_connections(env)
+    preflight = run_preflight(model) if PREFLIGHT in model["services"] else None
+    if preflight is not None and preflight.returncode != 0:
+        problems.append(f"{PREFLIGHT} refuses this configuration: {preflight.stderr.strip()}")
     problems += check_dockerfile_lint(dockerfile) + check_dockerfile_user(dockerfile_text)
     problems += check_copy_sources(dockerfile, root) + check_image_matches_compose(dockerfile_text, model)
     problems += check_compose_versions(model, v) + check_dockerfile_versions(dockerfile_text, model, v)

@@ -77,7 +77,7 @@ def test_the_variables_of_the_caller_do_not_hide_a_missing_env_entry(tmp_path, m
 def test_every_long_running_service_has_a_healthcheck(model):
     assert checks.check_healthchecks(model) == []
     one_shots = sorted(name for name, s in model["services"].items() if checks.is_one_shot(s))
-    assert one_shots == ["airflow-init", "kafka-init", "minio-init"]
+    assert one_shots == ["airflow-init", "es-init", "kafka-init", "minio-init", "preflight"]
 
 
 def test_a_service_without_healthcheck_is_reported(model):
@@ -105,7 +105,8 @@ def test_airflow_waits_for_every_backing_service(model):
     for service, condition in {
         "postgres": "service_healthy", "airflow-init": "service_completed_successfully",
         "kafka-init": "service_completed_successfully", "minio-init": "service_completed_successfully",
-        "elasticsearch": "service_healthy", "spark-worker": "service_healthy",
+        "elasticsearch": "service_healthy", "es-init": "service_completed_successfully", "spark-worker": "service_healthy",
+        "preflight": "service_completed_successfully",
         "airflow-apiserver": "service_healthy", "kibana": "service_healthy",
     }.items():
         assert depends[service]["condition"] == condition, service
@@ -221,9 +222,10 @@ def test_container_connections_resolve_with_the_airflow_providers(model, monkeyp
     assert (kibana.conn_type, kibana.host, kibana.port) == ("http", "kibana", 5601)
 
 
-def test_minio_connection_carries_the_env_credentials(model, env):
+def test_minio_connection_carries_the_pipeline_user_not_root(model, env):
     conn = json.loads(model["services"]["airflow-scheduler"]["environment"]["AIRFLOW_CONN_MINIO_DEFAULT"])
-    assert (conn["login"], conn["password"]) == (env["MINIO_ROOT_USER"], env["MINIO_ROOT_PASSWORD"])
+    assert (conn["login"], conn["password"]) == (env["MINIO_PIPELINE_USER"], env["MINIO_PIPELINE_PASSWORD"])
+    assert conn["login"] != env["MINIO_ROOT_USER"]
 
 
 # ---------------------------------------------------------------------------- Kafka / MinIO --
@@ -247,10 +249,10 @@ def test_minio_init_creates_the_env_bucket(model, env):
     assert 'mc mb --ignore-existing "lake/$$MINIO_BUCKET"' in init["command"][1]
 
 
-def test_elasticsearch_is_single_node_dev_mode_with_env_heap(model, env):
+def test_elasticsearch_is_single_node_with_security_and_env_heap(model, env):
     es = model["services"]["elasticsearch"]["environment"]
     assert es["discovery.type"] == "single-node"
-    assert es["xpack.security.enabled"] == "false"
+    assert es["xpack.security.enabled"] == "true"
     assert es["ES_JAVA_OPTS"] == f"-Xms{env['ES_JAVA_HEAP']} -Xmx{env['ES_JAVA_HEAP']}"
     kibana_test = " ".join(model["services"]["kibana"]["healthcheck"]["test"])
     assert "/api/status" in kibana_test
