@@ -2,15 +2,17 @@
 # GitHub Codespaces only: set the visibility of the forwarded service ports with the GitHub CLI
 #   gh codespace ports visibility <port>:public ... -c "$CODESPACE_NAME"
 #
-#   ./configure-ports.sh                 # every HTTP service port from .env -> public
-#   ./configure-ports.sh 8080 9001       # only these ports -> public
+#   ./configure-ports.sh                 # the UIs a person needs -> public: Airflow, Kibana
+#   ./configure-ports.sh 8080 9001       # only these ports -> public (UIs with a login only)
 #   ./configure-ports.sh --private       # every HTTP service port -> back to private
 #   ENV_FILE=/path/to/.env ./configure-ports.sh
 #
 # Outside Codespaces it changes nothing and says so (exit 0). In Codespaces without `gh`, or
 # when `gh` fails, it says so and exits 1.
-# Public means anyone with the URL: Elasticsearch, Kibana and the Spark UIs have no login in
-# this development setup (Airflow and MinIO do), so make only what you need public.
+# Public means anyone with the URL. Only the web UIs that have a login may become public:
+# Airflow (AIRFLOW_PORT), Kibana (KIBANA_PORT, Elasticsearch security) and, if asked for by
+# port, the MinIO console (MINIO_CONSOLE_PORT). The APIs (Elasticsearch, MinIO S3) and the Spark
+# UIs (no login) are refused: reach them from inside the codespace, or forward them privately.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,13 +43,32 @@ if ! command -v gh >/dev/null 2>&1; then
   exit 1
 fi
 
+[ -f "$ENV_FILE" ] || { echo "configure-ports: $ENV_FILE not found" >&2; exit 1; }
+port_of() {
+  local port
+  port=$(sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1)
+  [ -n "$port" ] || { echo "configure-ports: $1 is not set in $ENV_FILE" >&2; exit 1; }
+  printf '%s' "$port"
+}
+# HTTP services only: Kafka's protocol cannot go through the HTTPS forwarding anyway.
+default_public=(AIRFLOW_PORT KIBANA_PORT)
+may_be_public=(AIRFLOW_PORT KIBANA_PORT MINIO_CONSOLE_PORT)
+http_ports=(AIRFLOW_PORT KIBANA_PORT MINIO_CONSOLE_PORT MINIO_PORT ELASTICSEARCH_PORT ELASTICSEARCH_AUTH_PORT SPARK_MASTER_UI_PORT SPARK_WORKER_UI_PORT)
+declare -A allowed=()
+for name in "${may_be_public[@]}"; do allowed[$(port_of "$name")]=$name; done
 if [ ${#ports[@]} -eq 0 ]; then
-  [ -f "$ENV_FILE" ] || { echo "configure-ports: $ENV_FILE not found" >&2; exit 1; }
-  # HTTP services only: Kafka's protocol cannot go through the HTTPS forwarding anyway.
-  for name in AIRFLOW_PORT KIBANA_PORT MINIO_CONSOLE_PORT MINIO_PORT ELASTICSEARCH_PORT SPARK_MASTER_UI_PORT SPARK_WORKER_UI_PORT; do
+  if [ "$visibility" = private ]; then names=("${http_ports[@]}"); else names=("${default_public[@]}"); fi
+  for name in "${names[@]}"; do
     port=$(sed -n "s/^$name=//p" "$ENV_FILE" | tail -n 1)
-    [ -n "$port" ] || { echo "configure-ports: $name is not set in $ENV_FILE" >&2; exit 1; }
-    ports+=("$port")
+    [ -n "$port" ] && ports+=("$port")
+  done
+fi
+if [ "$visibility" = public ]; then
+  for port in "${ports[@]}"; do
+    if [ -z "${allowed[$port]+set}" ]; then
+      echo "configure-ports: refusing to make port $port public: only the Airflow, Kibana and MinIO console UIs (ports ${!allowed[*]}) have a login; APIs and the Spark UIs stay private." >&2
+      exit 2
+    fi
   done
 fi
 
@@ -59,5 +80,5 @@ if ! gh codespace ports visibility "${args[@]}" -c "$CODESPACE_NAME"; then
 fi
 echo "configure-ports: made ports ${ports[*]} $visibility in codespace $CODESPACE_NAME."
 if [ "$visibility" = public ]; then
-  echo "configure-ports: anyone with the URL can reach them; Elasticsearch, Kibana and the Spark UIs have no login here (./configure-ports.sh --private reverts)."
+  echo "configure-ports: anyone with the URL can reach their login pages; use passwords that are not DEV-ONLY (./setup-environment.sh --new-passwords; ./configure-ports.sh --private reverts)."
 fi

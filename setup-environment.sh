@@ -2,14 +2,28 @@
 # Detect where this checkout runs (GitHub Codespaces or a local machine), record it in .env as
 # ENVIRONMENT=codespaces|local, and print the URL of every service.
 #
-#   ./setup-environment.sh            # uses ./.env
+#   ./setup-environment.sh                  # uses ./.env
+#   ./setup-environment.sh --new-passwords  # also replaces every DEV-ONLY password with a random one
 #   ENV_FILE=/path/to/.env ./setup-environment.sh
 #
 # Codespaces (CODESPACES=true, CODESPACE_NAME, GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN set by
 # GitHub) forwards port P as https://<codespace-name>-P.<forwarding-domain>/; elsewhere the
 # services are on http://localhost:P/. Ports are read from .env, so changing one there changes
-# the printed URL. Safe to run again: it only rewrites the ENVIRONMENT line.
+# the printed URL. Safe to run again: it only rewrites the ENVIRONMENT line (and, with
+# --new-passwords, every value ending in `-dev-only`, wherever .env repeats it: the AIRFLOW_CONN_*
+# JSON too). Docker Compose refuses DEV-ONLY passwords unless ENVIRONMENT=local (service
+# `preflight`), so a codespace needs --new-passwords once, before the first `docker compose up`
+# (passwords are stored in the volumes then: after a change, `make clean STACK=compose`).
 set -euo pipefail
+
+new_passwords=false
+for arg in "$@"; do
+  case "$arg" in
+    --new-passwords) new_passwords=true ;;
+    -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup-environment: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ENV_FILE=${ENV_FILE:-$here/.env}
@@ -49,6 +63,7 @@ elasticsearch_port=$(port_value ELASTICSEARCH_PORT)
 spark_master_ui_port=$(port_value SPARK_MASTER_UI_PORT)
 spark_worker_ui_port=$(port_value SPARK_WORKER_UI_PORT)
 kafka_port=$(port_value KAFKA_PORT)
+bind_address=$(sed -n 's/^BIND_ADDRESS=//p' "$ENV_FILE" | tail -n 1)
 
 # Rewrite ENVIRONMENT=... in place (append it when missing); everything else stays byte for byte.
 tmp=$(mktemp "$ENV_FILE.XXXXXX")
@@ -60,12 +75,30 @@ else
   [ -z "$(tail -c 1 "$ENV_FILE")" ] || echo >> "$tmp"
   echo "ENVIRONMENT=$environment" >> "$tmp"
 fi
+# DEV-ONLY values: whole values ending in -dev-only (also in commented-out examples); longest
+# first, so a value that ends another one is never replaced inside it.
+dev_only_values() { grep -oE '[A-Za-z0-9_.-]+-dev-only' "$1" | sort -u | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2-; }
+if $new_passwords; then
+  replaced=0
+  while IFS= read -r old; do
+    [ -n "$old" ] || continue
+    new=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
+    sed -i "s/${old//./\\.}/$new/g" "$tmp"
+    replaced=$((replaced + 1))
+  done < <(dev_only_values "$tmp")
+  echo "Replaced $replaced DEV-ONLY password(s) in $ENV_FILE with random ones."
+fi
 if cmp -s "$tmp" "$ENV_FILE"; then
   rm -f "$tmp"
 else
   cat "$tmp" > "$ENV_FILE"   # keeps the file's owner and mode
 fi
 echo "Environment: $environment (ENVIRONMENT=$environment in $ENV_FILE)"
+still_dev_only=$(sed -n 's/^\([A-Z_]*PASSWORD\)=.*-dev-only.*/\1/p' "$ENV_FILE" | tr '\n' ' ')
+if [ "$environment" != local ] && [ -n "$still_dev_only" ]; then
+  echo "WARNING: ${still_dev_only}still have DEV-ONLY values: Docker Compose refuses to start with them when"
+  echo "         ENVIRONMENT=$environment. Run ./setup-environment.sh --new-passwords (or set them yourself)."
+fi
 
 url() {
   if [ "$environment" = codespaces ]; then
@@ -95,8 +128,10 @@ else
 fi
 echo
 echo "Kibana and the Spark UIs exist in the Docker Compose stack only (docker compose up -d)."
+echo "Every port is published on ${bind_address:-127.0.0.1} only (BIND_ADDRESS). Logins: Airflow AIRFLOW_ADMIN_USER, Kibana and"
+echo "Elasticsearch \`elastic\` / ELASTIC_PASSWORD (Compose), MinIO console MINIO_ROOT_USER (all in $ENV_FILE)."
 if [ "$environment" = codespaces ]; then
-  echo "Forwarded ports are private to you by default; ./configure-ports.sh makes them public."
+  echo "Forwarded ports are private to you by default; ./configure-ports.sh makes the Airflow and Kibana UIs public."
 fi
 airflow_uid=$(sed -n 's/^AIRFLOW_UID=//p' "$ENV_FILE" | tail -n 1)
 if [ "$(uname -s)" = Linux ] && [ "$(id -u)" != 0 ] && [ "$airflow_uid" != "$(id -u)" ]; then

@@ -133,6 +133,35 @@ def test_setup_is_idempotent_and_touches_only_the_environment_line(env_copy):
     assert env_copy.read_text() == original
 
 
+def test_codespaces_warns_about_dev_only_passwords(env_copy):
+    result = run("setup-environment.sh", env_copy, CODESPACE)
+    assert "WARNING: MINIO_ROOT_PASSWORD " in result.stdout and "Docker Compose refuses to start" in result.stdout
+    assert "WARNING" not in run("setup-environment.sh", env_copy).stdout  # local: the DEV-ONLY values are fine
+
+
+def test_new_passwords_replace_every_dev_only_value_consistently(env_copy, tmp_path):
+    from . import deploy_checks as checks
+
+    before = env_values(env_copy)
+    result = run("setup-environment.sh", env_copy, CODESPACE, args=["--new-passwords"])
+    assert result.returncode == 0, result.stderr
+    assert "Replaced 7 DEV-ONLY password(s)" in result.stdout and "WARNING" not in result.stdout
+    after_text = env_copy.read_text()
+    assert re.findall(r"[A-Za-z0-9_.-]+-dev-only", after_text) == []
+    after = checks.read_env_file(env_copy)
+    passwords = [k for k in after if k.endswith("_PASSWORD")]
+    assert len(passwords) == 7 and len({after[k] for k in passwords}) == 7
+    assert all(after[k] != before[k] and re.fullmatch(r"[0-9a-f]{36}", after[k]) for k in passwords)
+    # The connection JSON repeats the new values; Compose's preflight now lets a codespace start.
+    assert checks.check_env_connections(after) == []
+    (tmp_path / "docker-compose.yaml").write_text((ROOT / "docker-compose.yaml").read_text())
+    preflight = checks.run_preflight(checks.load_compose_model(tmp_path / "docker-compose.yaml", env_copy))
+    assert preflight.returncode == 0, preflight.stderr
+    # Everything else is untouched.
+    assert [k for k in before if before[k] != after.get(k, before[k]) and not k.endswith("_PASSWORD")
+            and not k.startswith("AIRFLOW_CONN_")] == ["ENVIRONMENT"]
+
+
 def test_setup_appends_environment_when_missing(env_copy):
     env_copy.write_text(env_copy.read_text().replace("ENVIRONMENT=local\n", ""))
     run("setup-environment.sh", env_copy)
@@ -152,12 +181,12 @@ def test_setup_refuses_a_half_configured_codespace_or_a_bad_port(env_copy):
 
 
 # ------------------------------------------------------------------------ configure-ports.sh --
-def test_codespaces_ports_are_made_public_with_gh(env_copy, fake_gh):
+def test_codespaces_makes_only_the_airflow_and_kibana_uis_public(env_copy, fake_gh):
     bin_dir, log = fake_gh
     result = run("configure-ports.sh", env_copy, {**CODESPACE, "FAKE_GH_LOG": str(log)}, bin_dir)
     assert result.returncode == 0, result.stderr
     values = env_values(env_copy)
-    expected_ports = [values[k] for k in HTTP_PORT_KEYS]
+    expected_ports = [values["AIRFLOW_PORT"], values["KIBANA_PORT"]]
     assert gh_calls(log) == [["codespace", "ports", "visibility", *[f"{p}:public" for p in expected_ports],
                               "-c", CODESPACE["CODESPACE_NAME"]]]
     assert f"made ports {' '.join(expected_ports)} public in codespace {CODESPACE['CODESPACE_NAME']}" in result.stdout
@@ -175,6 +204,27 @@ def test_chosen_ports_and_private_visibility(env_copy, fake_gh):
     ]
     bad = run("configure-ports.sh", env_copy, extra, bin_dir, ["http"])
     assert bad.returncode == 2 and "not a port number" in bad.stderr
+
+
+@pytest.mark.parametrize("key", ["ELASTICSEARCH_PORT", "ELASTICSEARCH_AUTH_PORT", "MINIO_PORT", "SPARK_MASTER_UI_PORT",
+                                 "SPARK_WORKER_UI_PORT", "KAFKA_PORT"])
+def test_apis_and_uis_without_login_are_never_made_public(env_copy, fake_gh, key):
+    bin_dir, log = fake_gh
+    port = env_values(env_copy)[key]
+    result = run("configure-ports.sh", env_copy, {**CODESPACE, "FAKE_GH_LOG": str(log)}, bin_dir, ["8080", port])
+    assert result.returncode == 2 and f"refusing to make port {port} public" in result.stderr
+    assert gh_calls(log) == []
+
+
+def test_private_without_ports_reverts_every_http_port(env_copy, fake_gh):
+    bin_dir, log = fake_gh
+    result = run("configure-ports.sh", env_copy, {**CODESPACE, "FAKE_GH_LOG": str(log)}, bin_dir, ["--private"])
+    assert result.returncode == 0, result.stderr
+    values = env_values(env_copy)
+    expected = [values[k] for k in ("AIRFLOW_PORT", "KIBANA_PORT", "MINIO_CONSOLE_PORT", "MINIO_PORT", "ELASTICSEARCH_PORT",
+                                    "ELASTICSEARCH_AUTH_PORT", "SPARK_MASTER_UI_PORT", "SPARK_WORKER_UI_PORT")]
+    assert gh_calls(log) == [["codespace", "ports", "visibility", *[f"{p}:private" for p in expected],
+                              "-c", CODESPACE["CODESPACE_NAME"]]]
 
 
 def test_fake_gh_enforces_the_argument_contract(fake_gh, tmp_path):
