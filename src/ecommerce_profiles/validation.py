@@ -3,8 +3,8 @@
 Pure-Python core, no Airflow (``ValidateEventsOperator`` in ``ecommerce_profiles.operators.validate``
 adds the MinIO upload and the reject threshold; ``ecommerce_profiles.inputs`` decides which
 files a run may read). The core streams each file once, in bounded memory: lines are read in
-1 MiB blocks, and the duplicate check keeps a 16-byte digest per accepted row in one numpy
-table (``_DigestSet``), not the rows themselves.
+1 MiB blocks, no line is held beyond 2 MiB, and the duplicate check keeps a 16-byte digest per
+accepted row in one numpy table (``_DigestSet``, ~23 bytes a row), not the rows themselves.
 
 Rules, checked in this order, the first failing one is the row's rule (names are stable). The
 limits are what downstream can store: a row that passes all of them reaches Kafka, the lake
@@ -72,11 +72,11 @@ import os
 import re
 import time
 import zlib
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from hashlib import blake2b
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence
@@ -443,19 +443,21 @@ class ValidationResult:
 # --------------------------------------------------------------------------------------------
 # Duplicate memory
 # --------------------------------------------------------------------------------------------
-_DIGEST_SIZE = 16
 _DIGEST = np.dtype([("hi", "<u8"), ("lo", "<u8")])
 
 
 class _DigestSet:
-    """The 16-byte BLAKE2b digests of the accepted rows: one open-addressing numpy table.
+    """16-byte digests of the accepted rows in one open-addressing numpy table.
 
-    16 bytes a slot, at most 70 % full (about 23 bytes per distinct row, ~480 MB at 20M rows)
-    instead of the rows themselves in a Python set (~200 bytes per row). Rows are added in
-    batches (``add_batch``), which tells which of them were seen before (earlier in the batch
-    or in an earlier batch). An all-zero slot is empty, so digests have their lowest bit set
-    (127 bits remain: two different rows collide with probability ~n^2 / 2^128, about 1e-24 at
-    20M rows). The table is sized from ``expected`` rows and doubles when it runs full.
+    A digest is two 64-bit SipHash values of the row (``hash(row)``, ``hash(row + "\\0")``:
+    Python's own string hash, keyed with a random 128-bit key per process), the lowest bit set
+    because an all-zero slot is empty. 16 bytes a slot, at most 70 % full: ~23 bytes per
+    distinct row (~480 MB at 20M rows) instead of the rows themselves in a Python set (~200
+    bytes per row). Two different rows get the same digest with probability about
+    n^2 / 2^128 (~1e-24 at 20M rows); 8 bytes would have been ~1e-5 at 20M, i.e. now and then
+    one unique row quarantined as a duplicate. Rows are added in batches (``add_batch``), which
+    tells which were seen before (earlier in the batch or in an earlier batch). The table is
+    sized from ``expected`` rows and doubles (a rehash) when it runs full.
     """
 
     MAX_LOAD = 0.7
@@ -480,10 +482,16 @@ class _DigestSet:
         seen = np.zeros(len(digests), dtype=bool)
         if not len(digests):
             return seen
-        # Within the batch: a stable sort puts later copies right after the first one.
-        order = np.lexsort((digests["lo"], digests["hi"]))
+        # Within the batch: a stable sort puts later copies right after the first one. Sorting
+        # by the high half is enough unless two different rows share it (~2^-64 a pair).
+        order = np.argsort(digests["hi"], kind="stable")
         ordered = digests[order]
-        same = (ordered["hi"][1:] == ordered["hi"][:-1]) & (ordered["lo"][1:] == ordered["lo"][:-1])
+        equal_hi = ordered["hi"][1:] == ordered["hi"][:-1]
+        same = equal_hi & (ordered["lo"][1:] == ordered["lo"][:-1])
+        if (equal_hi & ~same).any():
+            order = np.lexsort((digests["lo"], digests["hi"]))
+            ordered = digests[order]
+            same = (ordered["hi"][1:] == ordered["hi"][:-1]) & (ordered["lo"][1:] == ordered["lo"][:-1])
         seen[order[1:][same]] = True
         first = np.flatnonzero(~seen)
         seen[first[self._insert(digests[first])]] = True
@@ -778,7 +786,6 @@ def validate_files(
     f_time, f_t, f_type, f_product, f_category, f_code, f_brand, f_price, f_user, f_session, f_end = _FRAGMENTS
     int64_max_text = str(INT64_MAX)
     join = "".join
-    digest = blake2b
     min_day, max_day = MIN_EVENT_TIME[:10], max_time[:10]
     # Lines up to this length cannot hold a field over the limit nor make a message over it.
     short_line = min(MAX_FIELD_BYTES // 4, (max_message_bytes - _MESSAGE_OVERHEAD) // 12)
@@ -803,7 +810,8 @@ def validate_files(
                 batch_messages: list[str] = []
                 batch_records: list[str] = []
                 batch_lines: list[int] = []
-                batch_digests = bytearray()
+                batch_digests = array("q")  # two 64-bit hashes per held row
+                add_digest = batch_digests.extend
                 held: list[tuple[str, int, str, str, str]] = []
                 held_chars = [0, 0]  # characters of long candidate records, of held quarantine rows
 
@@ -1037,7 +1045,7 @@ def validate_files(
                         batch_messages.append(message)
                         batch_records.append(line)
                         batch_lines.append(line_number)
-                        batch_digests += digest(line.encode(), digest_size=16).digest()
+                        add_digest((hash(line), hash(line + "\0")))
                         if len(batch_messages) >= _BATCH_ROWS or held_chars[0] > _BATCH_CHARS:
                             flush()
                     flush()

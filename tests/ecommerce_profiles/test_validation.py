@@ -805,3 +805,10 @@ def test_operator_over_threshold_uploads_the_report_then_fails(evidence, data_di
     assert "sample_events.csv" in str(err.value) and "event_time_format" in str(err.value)
     report = json.loads(_read_object(_s3_client(), bucket, f"{prefix}/validation_report.json"))
     assert report["status"] == "failed" and "13 of 316" in report["failure"]
+
+
+def test_digest_set_rows_sharing_the_high_half_are_told_apart():
+    seen = _DigestSet(expected=10)
+    assert seen.add_batch(_digests((7, 1), (7, 3), (7, 1), (7, 5), (7, 3))).tolist() == [
+        False, False, True, False, True]
+    assert seen.add_batch(_digests((7, 5), (7, 9))).tolist() == [True, False]
