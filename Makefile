@@ -9,7 +9,7 @@ DATA ?=
 SIZE ?= 885129
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv jars lock stack-up stack-status stack-down stack-clean test test-fast demo airflow airflow-stop bench generate distclean
+.PHONY: help setup venv jars lock stack-up stack-status stack-down stack-clean test test-fast demo airflow airflow-stop bench bench-daily generate distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ airflow-stop: ## Stop the Airflow that make airflow started (no process left beh
 
 bench: stack-up ## Benchmarks: make bench SIZE=200000 -> bench/results/latest.json, docs/benchmarks.md
 	@$(ENV) python -m bench.run --events $(SIZE)
+
+bench-daily: stack-up ## Daily run: a 150-day archive, then one day's drop through the DAG (DAYS=150 DAILY=6000)
+	@$(ENV) python -m bench.run --daily --archive-days $${DAYS:-150} --daily-events $${DAILY:-6000}
 
 distclean: stack-clean ## Also delete .cache (venv, downloads, builds)
 	rm -rf .cache
