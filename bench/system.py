@@ -1,0 +1,235 @@
+"""The machine a benchmark runs on: facts, load, CPU accounting from /proc, an optional profiler.
+
+Other work on a 2-core machine skews every wall time, so every figure records how busy the
+machine was: the 1-minute load average (sampled every few seconds by ``LoadSampler``) and the
+CPU seconds that *other* processes used meanwhile (machine busy time from /proc/stat minus this
+harness's process tree minus the stack's servers).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ecommerce_profiles.paths import PROJECT_DIR
+
+PROJECT_ROOT = PROJECT_DIR
+# A result whose 1-minute load average was above this when it started is marked "under load"
+# (2 cores: above 1.5 another job holds most of a core).
+LOAD_LIMIT = 1.5
+STACK_SERVERS = ("kafka", "minio", "elasticsearch")
+
+_started = time.perf_counter()
+
+
+def say(message: str) -> None:
+    """One progress line: wall clock, seconds since start, message."""
+    stamp = datetime.now().strftime("%H:%M:%S")
+    print(f"[bench {stamp} +{time.perf_counter() - _started:7.1f}s] {message}", flush=True)
+
+
+def elapsed() -> float:
+    return time.perf_counter() - _started
+
+
+def shown(path: Path) -> str:
+    """A path relative to the project when inside it."""
+    path = Path(path)
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+
+
+def machine_info() -> dict[str, Any]:
+    model = platform.processor() or ""
+    memory_gib = None
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:"))
+        memory_gib = round(kib / 1024 / 1024, 1)
+    except (OSError, StopIteration):
+        pass
+    return {"cores": os.cpu_count(), "memory_gib": memory_gib, "cpu_model": model,
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
+
+
+def versions() -> dict[str, str]:
+    """The version matrix (docs/versions.md through scripts/versions.sh, the one parser)."""
+    from ecommerce_profiles.deploy_checks import read_versions
+
+    return read_versions(PROJECT_ROOT)
+
+
+def load_1m() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def wait_for_quiet_machine(max_load: float, max_wait_s: float) -> float:
+    """Wait until the 1-minute load average is below ``max_load``; return the seconds waited."""
+    started = time.time()
+    deadline = started + max_wait_s
+    while (load := os.getloadavg()[0]) >= max_load and time.time() < deadline:
+        say(f"waiting for a quiet machine: load {load:.2f} >= {max_load} ({deadline - time.time():.0f}s left)")
+        time.sleep(30)
+    if load >= max_load:
+        say(f"machine still busy (load {load:.2f}): running anyway, the figures are marked as measured under load")
+    return round(time.time() - started, 1)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    # guest time is already included in user/nice
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each local-stack service (its whole process group).
+
+    The pid files of scripts/stack.sh name each service's process-group leader; Elasticsearch's
+    launcher and server JVM share one group. Empty for a service that is not a local process.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    pid_dir = Path(os.environ.get("STACK_DIR") or PROJECT_ROOT / ".stack") / "pids"
+    groups: dict[int, str] = {}
+    for name in STACK_SERVERS:
+        try:
+            groups[int((pid_dir / f"{name}.pid").read_text().strip())] = name
+        except (OSError, ValueError):
+            continue
+    used = dict.fromkeys(groups.values(), 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after "(comm)": state ppid pgrp ... utime is the 12th, stime the 13th field
+        name = groups.get(int(fields[2]))
+        if name:
+            used[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+class CpuWindow:
+    """CPU accounting of one stage: this harness and its waited-for children, the stack's
+    servers, and everything else on the machine (``others``), plus the load average."""
+
+    def __init__(self, sampler: "LoadSampler | None" = None) -> None:
+        self.sampler = sampler
+        self.wall0 = time.perf_counter()
+        self.own0 = os.times()
+        self.servers0 = server_cpu_seconds()
+        self.busy0 = machine_busy_seconds()
+        self.load0 = load_1m()
+
+    def close(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self.wall0
+        own = sum(a - b for a, b in zip(os.times()[:4], self.own0[:4]))
+        servers_now = server_cpu_seconds()
+        servers = {k: round(servers_now[k] - v, 2) for k, v in self.servers0.items() if k in servers_now}
+        others = max(0.0, machine_busy_seconds() - self.busy0 - own - sum(servers.values()))
+        out = {
+            "cpu_s": round(own, 2),
+            "server_cpu_s": servers,
+            "load": {
+                "start_1m": self.load0,
+                "end_1m": load_1m(),
+                "max_1m": self.sampler.max_since(self.wall0) if self.sampler else None,
+                # CPU of processes that are neither this harness nor the stack's servers, in cores
+                "others_cores": round(others / wall, 2) if wall > 0 else None,
+                "under_load": self.load0 > LOAD_LIMIT,
+            },
+        }
+        return out
+
+
+class LoadSampler(threading.Thread):
+    """Samples the 1-minute load average every ``every_s`` seconds while the harness runs."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        super().__init__(name="load-sampler", daemon=True)
+        self.every_s = every_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.samples.append((time.perf_counter(), os.getloadavg()[0]))
+            self._stop_event.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def max_since(self, since: float) -> float | None:
+        values = [load for t, load in self.samples if t >= since]
+        return round(max(values), 2) if values else None
+
+    def mean(self) -> float | None:
+        return round(sum(v for _t, v in self.samples) / len(self.samples), 2) if self.samples else None
+
+
+class PySpy:
+    """`py-spy record` on this process for the duration of a with-block (--py-spy DIR)."""
+
+    def __init__(self, out_dir: Path | None, name: str) -> None:
+        self.out_dir, self.name, self.process = out_dir, name, None
+        self.output: Path | None = None
+
+    def __enter__(self):
+        if self.out_dir is None:
+            return self
+        exe = shutil.which("py-spy")
+        if not exe:
+            say("  --py-spy given but py-spy is not installed (pip install py-spy): not profiling")
+            return self
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.output = self.out_dir / f"{self.name}.txt"
+        # raw = collapsed stacks, one line per stack with its sample count: easy to summarise.
+        self.process = subprocess.Popen(
+            [exe, "record", "--pid", str(os.getpid()), "--rate", "50", "--format", "raw",
+             "--output", str(self.output), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # let it attach before the measured work starts
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        say(f"  py-spy profile of {self.name}: {self.output}")
+
+    def top(self, limit: int = 12) -> list[dict[str, Any]]:
+        """Self time per function from the collapsed stacks (share of samples)."""
+        if not self.output or not self.output.exists():
+            return []
+        own: dict[str, int] = {}
+        total = 0
+        for line in self.output.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            frame = stack.split(";")[-1]
+            own[frame] = own.get(frame, 0) + int(count)
+            total += int(count)
+        ranked = sorted(own.items(), key=lambda kv: -kv[1])[:limit]
+        return [{"frame": frame, "share": round(n / total, 3)} for frame, n in ranked] if total else []
