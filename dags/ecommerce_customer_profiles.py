@@ -28,7 +28,7 @@ from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Param, task
 
 from ecommerce_profiles.assets import PROFILE_ALIAS_ASSET, PROFILE_SNAPSHOT_ASSET
-from ecommerce_profiles.kibana import KibanaImportOperator
+from ecommerce_profiles.operators.kibana import KibanaImportOperator
 from ecommerce_profiles.operators import run_tasks
 from ecommerce_profiles.operators.produce import ProduceEventsOperator
 from ecommerce_profiles.operators.profile_index import CreateProfileIndexOperator, PublishProfileIndexOperator

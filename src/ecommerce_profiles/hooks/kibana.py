@@ -1,4 +1,5 @@
-"""Kibana saved-objects import: a hook on the http provider's HttpHook, and the DAG's operator.
+"""Kibana saved-objects import: a hook on the http provider's HttpHook (the operator is in
+``ecommerce_profiles.operators.kibana``).
 
 The Kibana connection is an ordinary ``http`` connection (default id ``kibana_default``):
 host/port/schema locate Kibana, login/password (optional) are sent as basic auth, and two
@@ -20,12 +21,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from airflow.exceptions import AirflowException
 from airflow.providers.http.hooks.http import HttpHook
-from airflow.sdk import BaseHook, BaseOperator
-from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
 
 # Connection extras this hook consumes; HttpHook would otherwise send them as headers.
 _HOOK_EXTRAS = ("space_id", "public_url")
@@ -145,49 +144,7 @@ def dashboard_ids(ndjson_path: str | Path) -> list[str]:
     return ids
 
 
-class KibanaImportOperator(BaseOperator):
-    """Import saved objects into Kibana; return the dashboard URL (XCom), or skip without Kibana.
-
-    The local stack has no Kibana, so ``kibana_conn_id`` is normally undefined there: the task
-    is then skipped with a log line that says how to configure it. Under Docker Compose the
-    connection is defined and a failed import fails the task.
-    """
-
-    template_fields: Sequence[str] = ("ndjson_path", "kibana_conn_id")
-    ui_color = "#fec514"
-
-    def __init__(self, *, ndjson_path: str, kibana_conn_id: str = KibanaHook.default_conn_name,
-                 dashboard_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ndjson_path = ndjson_path
-        self.kibana_conn_id = kibana_conn_id
-        self.dashboard_id = dashboard_id
-
-    def execute(self, context: Any) -> str:
-        try:
-            BaseHook.get_connection(self.kibana_conn_id)
-        except AirflowNotFoundException:
-            self.log.warning(
-                "Kibana is not configured: the Airflow connection %r is not defined, so %s was not "
-                "imported. To import it, %s.", self.kibana_conn_id, self.ndjson_path, NOT_CONFIGURED_HELP,
-            )
-            raise AirflowSkipException(f"Kibana is not configured (no connection {self.kibana_conn_id!r})")
-
-        dashboard_id = self.dashboard_id or _single_dashboard(self.ndjson_path)
-        hook = KibanaHook(kibana_conn_id=self.kibana_conn_id)
-        result = hook.import_saved_objects(self.ndjson_path, overwrite=True)
-        # Kibana reports a destinationId when it had to give an object a new id (e.g. the id is
-        # taken by an object in another space); the link must use that id.
-        for imported in result.get("successResults") or []:
-            if imported.get("type") == "dashboard" and imported.get("id") == dashboard_id:
-                dashboard_id = imported.get("destinationId") or dashboard_id
-        url = hook.dashboard_url(dashboard_id)
-        self.log.info("Kibana imported %s saved objects from %s; dashboard: %s",
-                      result.get("successCount"), self.ndjson_path, url)
-        return url
-
-
-def _single_dashboard(ndjson_path: str | Path) -> str:
+def single_dashboard_id(ndjson_path: str | Path) -> str:
     ids = dashboard_ids(ndjson_path)
     if len(ids) != 1:
         raise ValueError(f"{ndjson_path} holds {len(ids)} dashboards; pass dashboard_id= to pick one")
