@@ -30,144 +30,22 @@ the snapshot date, rows and positives.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ecommerce_profiles import lake
-from ecommerce_profiles.assets import PROFILE_SNAPSHOT_ASSET, TRAINING_SET_ASSET, training_set_asset_extra
-from ecommerce_profiles.connections import LAKE_CONN_ID, SPARK_CONN_ID
+from ecommerce_profiles.assets import PROFILE_SNAPSHOT_ASSET, TRAINING_SET_ASSET
+from ecommerce_profiles.connections import LAKE_CONN_ID
+from ecommerce_profiles.operators.spark_submit import TrainingSetSubmitOperator
 from ecommerce_profiles.paths import PACKAGE_DIR
+from ecommerce_profiles.training_plan import job_arguments, plan_snapshot_dates, ready_snapshot_dates, triggered_snapshot_dates
 
 LOG = logging.getLogger(__name__)
 JOB_FILE = PACKAGE_DIR / "spark_jobs" / "training_set.py"
-
-
-# ---------------------------------------------------------------- which snapshot dates (pure) --
-def plan_snapshot_dates(snapshot_param: str | None, triggered: list[str], max_horizon_days: int) -> dict:
-    """The snapshot dates a run asks for, before looking at the lake.
-
-    ``snapshot_param`` (manual) wins; else each triggering snapshot date T asks for T − H; with
-    neither, ``snapshot_dates`` is empty and the check takes the latest complete one.
-    """
-    if snapshot_param:
-        try:
-            snapshot = dt.date.fromisoformat(snapshot_param)
-        except ValueError as error:
-            raise AirflowFailException(f"snapshot_date {snapshot_param!r} is not YYYY-MM-DD") from error
-        return {"source": "param", "snapshot_dates": [snapshot.isoformat()], "triggered_by": []}
-    if triggered:
-        dates = sorted({(dt.date.fromisoformat(t) - timedelta(days=max_horizon_days)).isoformat() for t in triggered})
-        return {"source": "asset", "snapshot_dates": dates, "triggered_by": sorted(set(triggered))}
-    return {"source": "latest", "snapshot_dates": [], "triggered_by": []}
-
-
-def triggered_snapshot_dates(triggering_asset_events) -> list[str]:
-    """The ``snapshot_date`` extras of the profile-snapshot asset events that triggered the run."""
-    events = triggering_asset_events.get(PROFILE_SNAPSHOT_ASSET, []) if triggering_asset_events else []
-    dates = set()
-    for event in events:
-        value = (event.extra or {}).get("snapshot_date")
-        try:
-            dates.add(dt.date.fromisoformat(str(value)).isoformat())
-        except ValueError:
-            LOG.warning("asset event from %s.%s has no usable snapshot_date in its extra: %s",
-                        event.source_dag_id, event.source_task_id, event.extra)
-    return sorted(dates)
-
-
-def ready_snapshot_dates(plan: dict, archive_dates: list[dt.date], purchase_days: int, revenue_days: int) -> tuple[list[str], list[str]]:
-    """(snapshot dates whose training set can be built now, why each other one cannot)."""
-    from ecommerce_profiles.spark_jobs.label_transforms import LabelHorizons
-    from ecommerce_profiles.spark_jobs.training_set import TrainingSetNotReady, check_ready
-
-    horizons = LabelHorizons(purchase_days, revenue_days)
-    candidates = [dt.date.fromisoformat(d) for d in plan["snapshot_dates"]]
-    if plan["source"] == "latest":
-        if not archive_dates:
-            return [], ["the event archive is empty: nothing to build"]
-        candidates = [archive_dates[-1] - timedelta(days=horizons.max_days)]
-    ready, refused = [], []
-    for snapshot in candidates:
-        try:
-            check_ready(archive_dates, snapshot, horizons)
-            ready.append(snapshot.isoformat())
-        except TrainingSetNotReady as reason:
-            refused.append(str(reason))
-    return ready, refused
-
-
-def job_arguments(bucket: str, snapshot_date: str, purchase_days: int, revenue_days: int) -> list[str]:
-    """The Spark job's arguments for one S: names and dates only, never a credential."""
-    from ecommerce_profiles.spark_jobs.training_set import summary_key
-
-    return [
-        "--lake-uri", lake.s3_uri(bucket, scheme="s3a"),
-        "--snapshot-date", snapshot_date,
-        "--purchase-horizon-days", str(purchase_days),
-        "--revenue-horizon-days", str(revenue_days),
-        "--summary-uri", summary_key(snapshot_date),  # a key in the lake
-    ]
-
-
-def _argument(args: list[str], name: str) -> str:
-    return str(args[list(args).index(name) + 1])
-
-
-# ------------------------------------------------ the stock SparkSubmitOperator's run-time conf --
-def with_job_conf(context) -> None:
-    """pre_execute: the job's Spark conf from the connections, built when the task runs.
-
-    As for the profile job: s3a endpoint and keys from the MinIO connection, the connector jars
-    from $SPARK_JARS_DIR, the master from ``spark_default``. The keys go to spark-submit in a
-    ``--properties-file`` readable only by this user (deleted by ``drop_secrets``), never on
-    the command line, in the task log or in the rendered arguments.
-    """
-    from airflow.sdk import BaseHook
-
-    from ecommerce_profiles.connections import lake_settings
-    from ecommerce_profiles.spark_jobs.spark_conf import job_conf, s3a_conf, split_secrets, write_properties_file
-
-    operator = context["task"]
-    settings = lake_settings(LAKE_CONN_ID)
-    spark = BaseHook.get_connection(SPARK_CONN_ID)
-    master = f"{spark.host}:{spark.port}" if spark.port else str(spark.host)
-    conf = job_conf(s3a_conf(settings.endpoint_url, settings.access_key, settings.secret_key, region=settings.region),
-                    master=master)
-    if os.environ.get("SPARK_DRIVER_HOST"):  # cluster mode: where executors reach the driver
-        conf["spark.driver.host"] = os.environ["SPARK_DRIVER_HOST"]
-    public, secret = split_secrets({**conf, **(operator.conf or {})})
-    operator.conf = public
-    operator.properties_file = str(write_properties_file(secret))
-
-
-def drop_secrets(context) -> None:
-    """Delete the properties file ``with_job_conf`` wrote (success, failure or retry)."""
-    name = getattr(context["task"], "properties_file", None)
-    if name and Path(name).name.startswith("spark-secrets-"):
-        Path(name).unlink(missing_ok=True)
-
-
-def record_training_set(context, result=None) -> None:
-    """post_execute: drop the secrets, log the job's summary and put it on the asset event."""
-    drop_secrets(context)
-    from ecommerce_profiles.connections import lake_settings, pipeline_names
-
-    args = context["task"].application_args
-    key = _argument(args, "--summary-uri")
-    body = lake_settings(LAKE_CONN_ID).boto3_client().get_object(Bucket=pipeline_names().bucket, Key=key)["Body"]
-    summary = json.loads(body.read())
-    LOG.info("training set %s: %d rows, positives %s, label revenue %s", summary["output_uri"], summary["rows"],
-             summary["positives"], summary["label_revenue"])
-    context["outlet_events"][TRAINING_SET_ASSET].extra = training_set_asset_extra(summary)
 
 
 with DAG(
@@ -233,15 +111,10 @@ with DAG(
 
     checked = check_labels_complete(choose_snapshot_dates())
 
-    build_training_set = SparkSubmitOperator.partial(
+    build_training_set = TrainingSetSubmitOperator.partial(
         task_id="build_training_set",
         application=str(JOB_FILE),
-        conn_id=SPARK_CONN_ID,
         name="training_set",
-        pre_execute=with_job_conf,
-        post_execute=record_training_set,
-        on_failure_callback=drop_secrets,
-        on_retry_callback=drop_secrets,
         outlets=[TRAINING_SET_ASSET],
         max_active_tis_per_dag=1,  # one Spark job at a time (2 local cores)
         map_index_template="{{ task.application_args[task.application_args.index('--snapshot-date') + 1] }}",

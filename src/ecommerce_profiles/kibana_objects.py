@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from ecommerce_profiles.paths import INCLUDE_DIR

@@ -81,6 +81,11 @@ def training_set_key(snapshot_date: str) -> str:
     return f"{TRAINING_SETS_PREFIX}/{SNAPSHOT_PARTITION}={snapshot_date}"
 
 
+def training_summary_key(snapshot_date: str) -> str:
+    """The training-set job's summary, beside (not inside) the training-set partitions."""
+    return f"{TRAINING_SETS_PREFIX}/_summaries/{SNAPSHOT_PARTITION}={snapshot_date}.json"
+
+
 def run_evidence_prefix(run_date: str, run_key: str) -> str:
     """Where one DAG run keeps its quarantine, reports and summaries (never shared by two runs)."""
     return f"{RUNS_PREFIX}/run_date={run_date}/run={run_key}"

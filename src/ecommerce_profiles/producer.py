@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition

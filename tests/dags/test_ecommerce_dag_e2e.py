@@ -12,9 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 

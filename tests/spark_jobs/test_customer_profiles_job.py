@@ -15,7 +15,6 @@ import random
 import uuid
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds

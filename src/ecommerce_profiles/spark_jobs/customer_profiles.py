@@ -69,12 +69,12 @@ from ecommerce_profiles.spark_jobs.archive_transforms import (
     with_batch,
 )
 from ecommerce_profiles.spark_jobs.spark_conf import es_write_options, kafka_batch_options
+from ecommerce_profiles.spark_jobs.spark_io import delete_path, path_exists, scaled_shuffle_partitions, write_summary
 
 LOG = logging.getLogger("customer_profiles")
 # Parquet files of the snapshot and concurrent Elasticsearch bulk writers: the snapshot is
 # small (one row per user) and two writers keep a 2-core single-node cluster busy.
 SNAPSHOT_PARTITIONS = 2
-EVENTS_PER_SHUFFLE_PARTITION = 600_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,27 +111,6 @@ class StageTimer:
         yield
         self.seconds[name] = round(time.monotonic() - started, 3)
         LOG.info("stage %s: done in %.1f s", name, self.seconds[name])
-
-
-def _hadoop_path(spark: SparkSession, uri: str):
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-
-
-def path_exists(spark: SparkSession, uri: str) -> bool:
-    path, fs = _hadoop_path(spark, uri)
-    return bool(fs.exists(path))
-
-
-def write_text(spark: SparkSession, uri: str, text: str) -> None:
-    """Write one object (not a Spark output directory) through the Hadoop FileSystem (s3a)."""
-    path, fs = _hadoop_path(spark, uri)
-    stream = fs.create(path, True)
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
 
 
 def jvm_started_epoch_seconds(spark: SparkSession) -> float:
@@ -185,19 +164,6 @@ def for_elasticsearch(profiles: DataFrame) -> DataFrame:
     return profiles.select(*columns)
 
 
-def scaled_shuffle_partitions(spark: SparkSession, events: int) -> int:
-    """Raise spark.sql.shuffle.partitions with the profile input: ~1 partition per 600k events.
-
-    The default (4 on the local stack) suits a daily drop; bigger inputs in 4 partitions spill
-    the facet aggregation to disk (20M events: 423 s with 4 partitions, 269 s with 16; 5M events
-    with 4 partitions still spilled 369 MB). Never lowers it.
-    """
-    configured = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    wanted = max(configured, -(-events // EVENTS_PER_SHUFFLE_PARTITION))
-    spark.conf.set("spark.sql.shuffle.partitions", str(wanted))
-    return wanted
-
-
 class RecordCountError(RuntimeError):
     """What Spark read does not match what was produced: nothing is written."""
 
@@ -213,8 +179,7 @@ def archive_state(spark: SparkSession, archive_uri: str) -> tuple[DataFrame | No
 
 def delete_partitions(spark: SparkSession, archive_uri: str, partitions: list[tuple[str, str]]) -> None:
     for event_date, batch in partitions:
-        path, fs = _hadoop_path(spark, f"{archive_uri}/{EVENT_DATE}={event_date}/{BATCH_PARTITION}={batch}")
-        fs.delete(path, True)
+        delete_path(spark, f"{archive_uri}/{EVENT_DATE}={event_date}/{BATCH_PARTITION}={batch}")
 
 
 def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dict:
@@ -347,9 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["spark_startup_seconds"] = startup_seconds
         summary["stage_seconds"] = timer.seconds
         summary["total_seconds"] = round(time.time() - jvm_started_epoch_seconds(spark), 3)
-        text = json.dumps(summary, indent=2, sort_keys=True)
-        write_text(spark, args.summary_uri, text + "\n")
-        LOG.info("summary written to %s:\n%s", args.summary_uri, text)
+        write_summary(spark, args.summary_uri, summary, LOG)
     finally:
         spark.stop()
     return 0

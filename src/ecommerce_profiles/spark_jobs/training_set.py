@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import re
 import sys
@@ -54,13 +53,13 @@ from ecommerce_profiles.spark_jobs.label_transforms import (
 )
 from ecommerce_profiles.spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
 from ecommerce_profiles.spark_jobs.profile_transforms import EVENT_DATE
+from ecommerce_profiles.spark_jobs.spark_io import hadoop_path, scaled_shuffle_partitions, write_summary
 
 LOG = logging.getLogger("training_set")
 _ARCHIVE_FILE = re.compile(
     rf"/{lake.EVENT_DATE_PARTITION}=(\d{{4}}-\d{{2}}-\d{{2}})/{lake.BATCH_PARTITION}=[^/]+/[^/]+\.parquet$"
 )
 OUTPUT_FILES = 2  # one row per user: small
-EVENTS_PER_SHUFFLE_PARTITION = 600_000  # as the profile job: bigger partitions spill
 EXIT_NOT_READY = 3
 
 
@@ -68,9 +67,7 @@ class TrainingSetNotReady(RuntimeError):
     """The archive cannot give a complete, point-in-time training set for S (nothing is written)."""
 
 
-def summary_key(snapshot_date: str) -> str:
-    """The default summary object, beside (not inside) the training-set partitions."""
-    return f"{lake.TRAINING_SETS_PREFIX}/_summaries/{lake.SNAPSHOT_PARTITION}={snapshot_date}.json"
+summary_key = lake.training_summary_key
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,25 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------------ I/O --
-def _hadoop_path(spark: SparkSession, uri: str):
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-
-
-def write_text(spark: SparkSession, uri: str, text: str) -> None:
-    """One object (not a Spark output directory) through the Hadoop FileSystem (s3a)."""
-    path, fs = _hadoop_path(spark, uri)
-    stream = fs.create(path, True)
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
-
-
 def archive_event_dates(spark: SparkSession, archive_uri: str) -> list[dt.date]:
     """The distinct event dates that hold at least one Parquet file (sorted), from a listing."""
-    path, fs = _hadoop_path(spark, archive_uri)
+    path, fs = hadoop_path(spark, archive_uri)
     if not fs.exists(path):
         return []
     paths = []
@@ -150,14 +131,6 @@ def check_ready(dates: list[dt.date], snapshot: dt.date, horizons: LabelHorizons
             f"no history for snapshot {snapshot}: the archive starts on {dates[0]}, so there are no "
             "features as of that date"
         )
-
-
-def scaled_shuffle_partitions(spark: SparkSession, events: int) -> int:
-    """~1 shuffle partition per 600k events, never fewer than configured (see the profile job)."""
-    configured = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    wanted = max(configured, -(-events // EVENTS_PER_SHUFFLE_PARTITION))
-    spark.conf.set("spark.sql.shuffle.partitions", str(wanted))
-    return wanted
 
 
 def read_archive(spark: SparkSession, archive_uri: str, last_date: dt.date) -> DataFrame:
@@ -243,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_NOT_READY
         summary["spark_version"] = spark.version
         summary["total_seconds"] = round(time.monotonic() - started, 3)
-        text = json.dumps(summary, indent=2, sort_keys=True)
-        write_text(spark, args.summary_uri, text + "\n")
-        LOG.info("summary written to %s:\n%s", args.summary_uri, text)
+        write_summary(spark, args.summary_uri, summary, LOG)
     finally:
         spark.stop()
     return 0

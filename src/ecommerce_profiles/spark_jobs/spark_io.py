@@ -1,0 +1,57 @@
+"""I/O helpers shared by the Spark jobs: single objects through the Hadoop FileSystem (s3a),
+the shuffle size rule, the JSON summary. No transformations here (those are pure, elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from pyspark.sql import SparkSession
+
+# ~1 shuffle partition per 600k input events: bigger partitions spill the profile aggregation
+# (20M events: 423 s with 4 partitions, 269 s with 16; docs/benchmarks.md).
+EVENTS_PER_SHUFFLE_PARTITION = 600_000
+
+
+def hadoop_path(spark: SparkSession, uri: str):
+    """(Hadoop Path, its FileSystem) for ``uri``, with the session's s3a settings."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def path_exists(spark: SparkSession, uri: str) -> bool:
+    path, fs = hadoop_path(spark, uri)
+    return bool(fs.exists(path))
+
+
+def delete_path(spark: SparkSession, uri: str) -> None:
+    path, fs = hadoop_path(spark, uri)
+    fs.delete(path, True)
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write one object (not a Spark output directory) through the Hadoop FileSystem (s3a)."""
+    path, fs = hadoop_path(spark, uri)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def write_summary(spark: SparkSession, uri: str, summary: dict, log: logging.Logger) -> None:
+    text = json.dumps(summary, indent=2, sort_keys=True)
+    write_text(spark, uri, text + "\n")
+    log.info("summary written to %s:\n%s", uri, text)
+
+
+def scaled_shuffle_partitions(spark: SparkSession, events: int) -> int:
+    """Raise spark.sql.shuffle.partitions with the input: ~1 partition per 600k events.
+
+    The configured value (4 on the local stack) suits a daily drop; never lowered.
+    """
+    configured = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    wanted = max(configured, -(-events // EVENTS_PER_SHUFFLE_PARTITION))
+    spark.conf.set("spark.sql.shuffle.partitions", str(wanted))
+    return wanted
