@@ -152,7 +152,7 @@ def test_generate_events_cli_writes_the_requested_rows(tmp_path):
                   "--out", str(out))
     summary = json.loads(result.stdout)
     assert summary["rows"] == 2000 and summary["bad_rows"] == len(BAD_ROW_VARIANTS)
-    assert sum(1 for _ in open(out)) == 2001
+    assert sum(1 for _ in open(out, "rb")) == 2001
     # the CLI and the function agree byte for byte
     again = tmp_path / "again.csv"
     write_events_csv(again, 2000, seed=9, bad_rows_per_rule=1)
@@ -168,14 +168,14 @@ def test_split_daily_drops_cli_keeps_every_row_once(tmp_path):
     stale.write_text("old")
     result = _run("scripts/split_daily_drops.py", str(source), "--out-dir", str(out_dir), "--clean")
 
-    lines = source.read_text().splitlines()
+    lines = source.read_text(errors="surrogateescape").splitlines()
     header, data = lines[0], lines[1:]
     drops = sorted(out_dir.glob("*/events.csv"))
     assert [d.parent.name for d in drops] == [f"2020-10-0{i}" for i in range(1, 6)]
     assert not stale.exists()
     split_rows = []
     for drop in drops:
-        drop_lines = drop.read_text().splitlines()
+        drop_lines = drop.read_text(errors="surrogateescape").splitlines()
         assert drop_lines[0] == header
         # every row with a readable date sits in its own date's drop
         assert all(not re.match(r"\d{4}-\d\d-\d\d", r) or r.startswith(drop.parent.name)
