@@ -85,6 +85,10 @@ start_airflow() {
   export AIRFLOW__API__PORT="$AIRFLOW_PORT"
   # Tasks call the Execution API; its default URL assumes port 8080 whatever the API port is.
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://127.0.0.1:$AIRFLOW_PORT/execution/}"
+  # One API server process on SQLite shares the laptop with Spark and the stack: under load its
+  # answers to a starting task can take longer than the default 5 s, and the task is then killed
+  # before its first line ("Executor reported ... failed, but the task instance's state is queued").
+  export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="${AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT:-30}"
 
   mkdir -p "$STACK_LOG_DIR"
   printf '\n===== %s starting airflow standalone =====\n' "$(date -u +%FT%TZ)" >>"$log_file"
