@@ -8,8 +8,9 @@ from typing import Any, Sequence
 from airflow.exceptions import AirflowException
 from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
 from airflow.sdk import BaseOperator
+from confluent_kafka import KafkaException
 
-from ecommerce_profiles.connections import KAFKA_CONN_ID, pipeline_names
+from ecommerce_profiles.connections import KAFKA_CONN_ID, kafka_config, pipeline_names
 from ecommerce_profiles.hooks.kafka import EventProducerHook
 from ecommerce_profiles.producer import DEFAULT_PROGRESS_EVERY, ProduceError, produce_run
 
@@ -60,6 +61,8 @@ class ProduceEventsOperator(BaseOperator):
             )
         except ProduceError as err:
             raise AirflowException(str(err)) from err
+        except KafkaException as err:  # the broker did not answer (metadata, topic creation, offsets)
+            raise AirflowException(f"Kafka at {kafka_config(self.kafka_config_id)['bootstrap.servers']}: {err}") from err
         if self.delete_staging:
             staging.unlink()
             try:
