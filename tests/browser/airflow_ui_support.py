@@ -1,0 +1,177 @@
+"""Helpers of the browser tests: a private Airflow, Debian's Chromium through Playwright, screenshots.
+
+The private Airflow is `make airflow`'s own script (scripts/airflow_local.sh: `airflow standalone`
+in a session of its own, sized parallelism, API on 127.0.0.1, clean stop) with everything that
+could collide with another Airflow or test moved aside: its own AIRFLOW_HOME (SQLite) in a temp
+folder, its own free ports (API, worker and triggerer log servers), its own data directory, and
+its own Kafka topic, MinIO bucket and Elasticsearch alias (uuid suffixes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_SCRIPT = PROJECT_ROOT / "scripts" / "airflow_local.sh"
+SCREENSHOT_DIR = PROJECT_ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+# Headless, and nothing that talks to Google or the network on its own.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def session_pids(session_id: int) -> list[int]:
+    """Processes of a session (Airflow's components, executor workers, tasks, spark-submit)."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True, check=True).stdout
+    return [int(pid) for pid, sid in (line.split() for line in out.splitlines()) if int(sid) == session_id]
+
+
+@dataclass
+class PrivateAirflow:
+    home: Path
+    port: int
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen | None = None
+    pid: int | None = None  # standalone's pid = its session id
+    _token: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def password(self) -> str:
+        """Standalone generates the admin password and keeps it here (the README says so too)."""
+        return json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def start(self, timeout: float = 300) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            ["bash", str(AIRFLOW_SCRIPT), "start"], env=self.env, cwd=PROJECT_ROOT,
+            stdout=(self.log.parent / "airflow_local.out").open("w"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"airflow_local.sh exited with {self.process.returncode}:\n{self.tail()}")
+            if self.pid is None and (self.home / "standalone.pid").exists():
+                self.pid = int((self.home / "standalone.pid").read_text())
+            if self.pid and self._healthy():
+                return
+            time.sleep(2)
+        raise TimeoutError(f"Airflow not healthy at {self.url} after {timeout}s:\n{self.tail()}")
+
+    def _healthy(self) -> bool:
+        try:
+            health = self.get("/api/v2/monitor/health", auth=False, attempts=1)
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+        return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
+
+    def stop(self) -> float:
+        """`scripts/airflow_local.sh stop`; returns the seconds it took. Leaves no process behind."""
+        started = time.monotonic()
+        subprocess.run(["bash", str(AIRFLOW_SCRIPT), "stop"], env=self.env, cwd=PROJECT_ROOT,
+                       capture_output=True, text=True, timeout=120, check=False)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGKILL)
+                self.process.wait()
+        return time.monotonic() - started
+
+    # --- the REST API (to wait for a run and to explain a failure; the test itself uses the UI) ---
+    def token(self) -> str:
+        if self._token is None:
+            request = urllib.request.Request(
+                f"{self.url}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+                data=json.dumps({"username": "admin", "password": self.password}).encode())
+            with urllib.request.urlopen(request, timeout=10) as response:
+                self._token = json.load(response)["access_token"]
+        return self._token
+
+    def get(self, path: str, auth: bool = True, attempts: int = 3):
+        """GET JSON from the API; a timeout (a machine under load) is retried a few times."""
+        headers = {"Authorization": f"Bearer {self.token()}"} if auth else {}
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers), timeout=60) as response:
+                    body = response.read().decode()
+                break
+            except TimeoutError:
+                if attempt == attempts:
+                    raise
+        return json.loads(body)
+
+    def failure_report(self, dag_id: str, run_id: str, log_lines: int = 60) -> str:
+        """Task states of a run, and the end of each failed task's log."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")["task_instances"]
+        lines = [f"{ti['task_id']}: {ti['state']}" for ti in tis]
+        for ti in tis:
+            if ti["state"] in ("failed", "upstream_failed", "up_for_retry") and ti.get("try_number"):
+                try:
+                    entries = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{ti['task_id']}"
+                                       f"/logs/{ti['try_number']}?full_content=true")["content"]
+                    text = [f"{entry.get('timestamp', '')} {entry.get('level', '')} {entry.get('event', '')}"
+                            if isinstance(entry, dict) else str(entry) for entry in entries]
+                except (OSError, urllib.error.HTTPError, KeyError) as err:
+                    text = [f"(log not available: {err})"]
+                lines += [f"----- {ti['task_id']} try {ti['try_number']} -----", *text[-log_lines:]]
+        return "\n".join(lines)
+
+
+@contextmanager
+def chromium_page(profile_dir: Path, width: int = 1440, height: int = 900) -> Iterator:
+    """A Playwright page in Debian's Chromium, with a fresh user data dir."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile_dir), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+        )
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def save_screenshot(page, name: str, **options) -> Path:
+    """A PNG under docs/screenshots/ (the README shows one of them)."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / f"{name}.png"
+    page.screenshot(path=str(path), **options)
+    return path

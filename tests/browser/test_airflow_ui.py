@@ -1,0 +1,215 @@
+"""The Airflow UI as a user meets it, in a real browser (Playwright driving Debian's Chromium).
+
+Against a private Airflow (`airflow standalone` through scripts/airflow_local.sh, its own home,
+ports, data directory, topic, bucket and alias: see airflow_ui_support.py) and the real local
+stack: sign in, open the DAG, the trigger form is valid as it opens, trigger a one-shot run with
+`input_path` set in the form (defaults left as they are, "unpause on trigger" included), the run
+succeeds under the real scheduler, and the run summary is visible on summarise_run's log page.
+Screenshots of the DAG graph and of the finished run go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+import uuid
+
+import boto3
+import pytest
+from confluent_kafka.admin import AdminClient
+from elasticsearch import Elasticsearch
+from playwright.sync_api import expect
+
+from ecommerce_profiles.generator import write_events_csv
+
+from .airflow_ui_support import PrivateAirflow, chromium_page, free_port, save_screenshot, session_pids
+
+pytestmark = pytest.mark.usefixtures("stack")  # the real local stack: an integration test
+
+DAG_ID = "ecommerce_customer_profiles"
+ONE_SHOT = "oneshot.csv"  # relative to the data directory, as a user types it
+RUN_TIMEOUT = 15 * 60
+TERMINAL = {"success", "failed"}
+
+
+@pytest.fixture(scope="module")
+def names(stack):
+    """Our own topic, bucket and alias: nothing another test or the demo uses."""
+    suffix = uuid.uuid4().hex[:10]
+    return {
+        "KAFKA_TOPIC": f"{os.environ['KAFKA_TOPIC']}_browser_{suffix}",
+        # MINIO_BUCKET-<purpose>-<uuid>: the sibling buckets the pipeline's MinIO user may use
+        "MINIO_BUCKET": f"{os.environ['MINIO_BUCKET']}-browser-{suffix}",
+        # not "<alias>-...": that is the pattern of the real alias's dated indices
+        "ELASTICSEARCH_INDEX": f"{os.environ['ELASTICSEARCH_INDEX']}_browser_{suffix}",
+    }
+
+
+@pytest.fixture(scope="module")
+def lake_bucket(names):
+    s3 = boto3.resource(
+        "s3", endpoint_url=os.environ["MINIO_ENDPOINT"], region_name="us-east-1",
+        aws_access_key_id=os.environ["MINIO_ROOT_USER"], aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"],
+    )
+    bucket = s3.Bucket(names["MINIO_BUCKET"])
+    bucket.create()
+    yield bucket.name
+    bucket.objects.all().delete()
+    bucket.delete()
+
+
+@pytest.fixture(scope="module")
+def pipeline_leftovers(names):
+    """Delete the run's topic and Elasticsearch indices afterwards."""
+    yield
+    admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
+    if names["KAFKA_TOPIC"] in admin.list_topics(timeout=10).topics:
+        for future in admin.delete_topics([names["KAFKA_TOPIC"]]).values():
+            future.result(timeout=30)
+    es = Elasticsearch(os.environ["ELASTICSEARCH_URL"])
+    # by name: Elasticsearch refuses wildcard deletes
+    indices = es.indices.get(index=f"{names['ELASTICSEARCH_INDEX']}-*", ignore_unavailable=True, allow_no_indices=True)
+    if indices:
+        es.indices.delete(index=",".join(indices))
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, names, lake_bucket, pipeline_leftovers):
+    root = tmp_path_factory.mktemp("airflow_ui")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    write_events_csv(data_dir / ONE_SHOT, 3000, seed=1)
+    port = free_port()
+    env = {
+        **os.environ,
+        **names,
+        "AIRFLOW_HOME": str(root / "airflow_home"),
+        "AIRFLOW_PORT": str(port),
+        "STACK_LOG_DIR": str(root / "logs"),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "PIPELINE_DATA_DIR": str(data_dir),
+    }
+    instance = PrivateAirflow(home=root / "airflow_home", port=port, env=env, log=root / "logs" / "airflow.log")
+    started = time.monotonic()
+    instance.start()
+    print(f"private Airflow healthy at {instance.url} after {time.monotonic() - started:.0f}s")
+    yield instance
+    seconds = instance.stop()
+    left = session_pids(instance.pid)
+    print(f"private Airflow stopped in {seconds:.1f}s")
+    assert not left, f"processes left after airflow_local.sh stop: {left}"
+
+
+@pytest.fixture
+def page(airflow, tmp_path):
+    with chromium_page(tmp_path / "chromium-profile") as page:
+        page.set_default_timeout(30_000)
+        yield page
+
+
+def sign_in(page, airflow: PrivateAirflow) -> None:
+    page.goto(airflow.url + "/")
+    page.wait_for_url("**/auth/login**")  # an anonymous visitor is sent to the sign-in page
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(airflow.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Dags").first.wait_for()
+
+
+def open_dag(page) -> None:
+    page.get_by_role("link", name="Dags").first.click()
+    page.get_by_role("link", name=DAG_ID, exact=True).click()
+    page.wait_for_url(f"**/dags/{DAG_ID}")
+    # the DAG page's own Trigger button (the list's are gone once it has rendered)
+    expect(page.get_by_role("button", name="Trigger Dag")).to_have_count(1)
+
+
+def open_trigger_form(page):
+    page.get_by_role("button", name="Trigger Dag").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"Trigger Dag - {DAG_ID}").wait_for()
+    return dialog
+
+
+def wait_for_run(airflow: PrivateAirflow, run_id: str) -> str:
+    quoted = urllib.parse.quote(run_id, safe="")
+    deadline = time.monotonic() + RUN_TIMEOUT
+    state = None
+    while time.monotonic() < deadline:
+        state = airflow.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quoted}")["state"]
+        if state in TERMINAL:
+            return state
+        time.sleep(5)
+    pytest.fail(f"run {run_id} still {state} after {RUN_TIMEOUT}s:\n{airflow.failure_report(DAG_ID, run_id)}")
+
+
+def manual_runs(airflow: PrivateAirflow) -> list[dict]:
+    runs = airflow.get(f"/api/v2/dags/{DAG_ID}/dagRuns?run_type=manual&limit=50")["dag_runs"]
+    return [run for run in runs if run["run_type"] == "manual"]
+
+
+def the_triggered_run(airflow: PrivateAirflow, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while not (runs := manual_runs(airflow)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(runs) == 1, f"one manual run expected, found {runs}"
+    return runs[0]
+
+
+def test_sign_in_and_the_trigger_form_is_valid_as_it_opens(page, airflow):
+    sign_in(page, airflow)
+    open_dag(page)
+    dialog = open_trigger_form(page)
+    # Every optional param is empty and the form still validates: Trigger is enabled at once.
+    assert dialog.locator("#element_input_path").input_value() == ""
+    assert dialog.locator("#element_snapshot_date").input_value() == ""
+    assert dialog.get_by_role("button", name="Trigger", exact=True).is_enabled()
+    assert dialog.get_by_role("checkbox", name=f"Unpause {DAG_ID} on trigger").is_checked()
+    dialog.get_by_role("button", name="Close").click()
+    assert manual_runs(airflow) == [], "closing the form triggers nothing"
+
+
+def test_one_shot_run_triggered_in_the_ui_succeeds_and_shows_its_summary(page, airflow):
+    sign_in(page, airflow)
+    open_dag(page)
+
+    dialog = open_trigger_form(page)
+    dialog.locator("#element_input_path").fill(ONE_SHOT)
+    trigger = dialog.get_by_role("button", name="Trigger", exact=True)
+    assert trigger.is_enabled()
+    started = time.monotonic()
+    trigger.click()  # "Unpause on trigger" stays ticked, as a user leaves it
+    dialog.wait_for(state="hidden")
+
+    run = the_triggered_run(airflow)
+    assert run["conf"]["input_path"] == ONE_SHOT
+    state = wait_for_run(airflow, run["dag_run_id"])
+    assert state == "success", f"run {run['dag_run_id']} {state}:\n{airflow.failure_report(DAG_ID, run['dag_run_id'])}"
+    print(f"one-shot run succeeded {time.monotonic() - started:.0f}s after the click")
+
+    # The finished run: its page, grid and task table, every task green (the Kibana import is
+    # skipped: the local stack has no Kibana).
+    page.goto(f"{airflow.url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run['dag_run_id'], safe='')}")
+    page.get_by_role("button", name="Show Grid (Press g)").click()
+    expect(page.get_by_role("heading", name=run["dag_run_id"])).to_be_visible()
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    tasks = len(airflow.get(f"/api/v2/dags/{DAG_ID}/tasks")["tasks"])
+    expect(page.get_by_text(f"{tasks} Task Instances")).to_be_visible()
+    save_screenshot(page, "airflow-finished-run")
+
+    # summarise_run's log page, from the run's task list.
+    page.get_by_role("table").get_by_role("link", name="summarise_run", exact=True).click()
+    page.wait_for_url("**/runs/**/tasks/summarise_run")
+    expect(page.get_by_text("Customer profiles as of").first).to_be_visible(timeout=60_000)
+    save_screenshot(page, "airflow-run-summary-log")
+
+    # The DAG graph with the run's task states, across the whole width.
+    page.go_back()
+    page.set_viewport_size({"width": 1600, "height": 640})
+    page.get_by_role("button", name="Show Graph (Press g)").click()
+    page.get_by_role("button", name="Collapse Details Panel").click()
+    page.get_by_role("button", name="Fit View").click()
+    expect(page.locator(".react-flow__node")).to_have_count(tasks)
+    save_screenshot(page, "airflow-dag-graph")
