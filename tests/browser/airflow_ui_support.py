@@ -1,5 +1,8 @@
 """Helpers of the browser tests: a private Airflow, Debian's Chromium through Playwright, screenshots.
 
+Screenshots go to $STACK_DIR/screenshots/; `UPDATE_DOCS_SCREENSHOTS=1 pytest tests/browser`
+refreshes the ones in docs/screenshots/ instead.
+
 The private Airflow is `make airflow`'s own script (scripts/airflow_local.sh: `airflow standalone`
 in a session of its own, sized parallelism, API on 127.0.0.1, clean stop) with everything that
 could collide with another Airflow or test moved aside: its own AIRFLOW_HOME (SQLite) in a temp
@@ -25,7 +28,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_SCRIPT = PROJECT_ROOT / "scripts" / "airflow_local.sh"
-SCREENSHOT_DIR = PROJECT_ROOT / "docs" / "screenshots"
+DOCS_SCREENSHOT_DIR = PROJECT_ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that talks to Google or the network on its own.
 CHROMIUM_ARGS = [
@@ -169,9 +172,17 @@ def chromium_page(profile_dir: Path, width: int = 1440, height: int = 900) -> It
             context.close()
 
 
+def screenshot_dir() -> Path:
+    """docs/screenshots/ (the README shows them) when UPDATE_DOCS_SCREENSHOTS=1, else
+    $STACK_DIR/screenshots/: a plain `make test` does not rewrite tracked files."""
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
+        return DOCS_SCREENSHOT_DIR
+    return Path(os.environ.get("STACK_DIR", PROJECT_ROOT / ".stack")) / "screenshots"
+
+
 def save_screenshot(page, name: str, **options) -> Path:
-    """A PNG under docs/screenshots/ (the README shows one of them)."""
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOT_DIR / f"{name}.png"
+    directory = screenshot_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
     page.screenshot(path=str(path), **options)
     return path

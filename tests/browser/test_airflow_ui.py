@@ -5,7 +5,8 @@ ports, data directory, topic, bucket and alias: see airflow_ui_support.py) and t
 stack: sign in, open the DAG, the trigger form is valid as it opens, trigger a one-shot run with
 `input_path` set in the form (defaults left as they are, "unpause on trigger" included), the run
 succeeds under the real scheduler, and the run summary is visible on summarise_run's log page.
-Screenshots of the DAG graph and of the finished run go to docs/screenshots/.
+Screenshots of the DAG graph, the finished run and the summary: $STACK_DIR/screenshots/, or
+docs/screenshots/ with UPDATE_DOCS_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
