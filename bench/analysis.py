@@ -38,6 +38,7 @@ def es_docs_per_s(summary: Mapping[str, Any], indexed: int) -> float | None:
 def summarise_event_log(path: Path) -> dict[str, Any]:
     """Where the job's time went, from the Spark event log: stages by duration, task-time split."""
     stages: list[dict[str, Any]] = []
+    per_stage: dict[int, dict[str, float]] = {}  # executor run / CPU seconds of each stage's tasks
     totals = {"executor_run_ms": 0, "executor_cpu_ms": 0, "gc_ms": 0, "shuffle_write_bytes": 0,
               "shuffle_read_bytes": 0, "input_bytes": 0, "tasks": 0, "spill_disk_bytes": 0}
     jobs = 0
@@ -62,6 +63,9 @@ def summarise_event_log(path: Path) -> dict[str, Any]:
                     })
             elif kind == "SparkListenerTaskEnd":
                 metrics = event.get("Task Metrics") or {}
+                own = per_stage.setdefault(event.get("Stage ID", -1), {"run_s": 0.0, "cpu_s": 0.0})
+                own["run_s"] += metrics.get("Executor Run Time", 0) / 1000
+                own["cpu_s"] += metrics.get("Executor CPU Time", 0) / 1e9
                 totals["tasks"] += 1
                 totals["executor_run_ms"] += metrics.get("Executor Run Time", 0)
                 totals["executor_cpu_ms"] += metrics.get("Executor CPU Time", 0) // 1_000_000
@@ -71,6 +75,10 @@ def summarise_event_log(path: Path) -> dict[str, Any]:
                 totals["shuffle_write_bytes"] += (metrics.get("Shuffle Write Metrics") or {}).get("Shuffle Bytes Written", 0)
                 read = metrics.get("Shuffle Read Metrics") or {}
                 totals["shuffle_read_bytes"] += read.get("Remote Bytes Read", 0) + read.get("Local Bytes Read", 0)
+    for stage in stages:
+        own = per_stage.get(stage["stage"], {"run_s": 0.0, "cpu_s": 0.0})
+        stage["task_run_s"], stage["task_cpu_s"] = round(own["run_s"], 2), round(own["cpu_s"], 2)
+    by_cpu = sorted(stages, key=lambda s: -s["task_cpu_s"])[:8]
     stages.sort(key=lambda s: -s["seconds"])
     return {
         "app_seconds": round((app_end - app_start) / 1000, 2) if app_start and app_end else None,
@@ -81,6 +89,7 @@ def summarise_event_log(path: Path) -> dict[str, Any]:
         "stages_total": len(stages),
         "stage_seconds_sum": round(sum(s["seconds"] for s in stages), 2),
         "slowest_stages": stages[:8],
+        "most_cpu_stages": by_cpu,
         **totals,
     }
 

@@ -229,7 +229,8 @@ def spark_runs(run: Run, *, validation: dict[str, Any], snapshot_date: str, batc
             if out:
                 variants[label]["runs"].append({"spark_job_s": out["spark_job_s"], "spark_startup_s": out["spark_startup_s"],
                                                 "spark_stage_s": out["spark_stage_s"], "load": run.result[f"{tag}_load"],
-                                                "cpu_s": run.result[f"{tag}_cpu_s"]})
+                                                "cpu_s": run.result[f"{tag}_cpu_s"], "thread_cpu_s": out["spark_thread_cpu_s"],
+                                                "task_cpu_s": (out.get("spark_event_log") or {}).get("executor_cpu_ms", 0) / 1000})
     if variant:
         run.result["spark_variants"] = list(variants.values())
 
@@ -312,6 +313,7 @@ def daily(run: Run) -> None:
             batch_id=offsets["batch_id"], log_dir=run.log_dir, name="daily-rerun-job"), merge=False)
         if rerun:
             run.result.update({"daily_rerun_job_s": rerun["spark_job_s"], "daily_rerun_stage_s": rerun["spark_stage_s"],
+                               "daily_rerun_thread_cpu_s": rerun["spark_thread_cpu_s"],
                                "daily_rerun_startup_s": rerun["spark_startup_s"],
                                "daily_rerun_event_log": rerun.get("spark_event_log"),
                                "daily_rerun_counts": rerun["spark_counts"]})

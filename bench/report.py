@@ -292,6 +292,8 @@ def size_section(r: dict[str, Any]) -> str:
         out += ["", "Spark job stages (from the job's summary, seconds): " + _pairs(r["spark_stage_s"]) + "."]
     if line := _event_log_line(r.get("spark_event_log") or {}):
         out.append(line)
+    if line := _thread_line(r.get("spark_thread_cpu_s"), r.get("spark_cpu_s")):
+        out.append(line)
     if r.get("dag_task_s"):
         out += ["", "DAG tasks (seconds): " + _pairs(r["dag_task_s"]) + "."]
     if r.get("produce_profile"):
@@ -315,25 +317,41 @@ def _event_log_line(log: dict[str, Any]) -> str | None:
             f"executor run {log['executor_run_ms'] / 1000:,.1f} s (CPU {log['executor_cpu_ms'] / 1000:,.1f} s, "
             f"GC {log['gc_ms'] / 1000:,.1f} s), shuffle write {log['shuffle_write_bytes'] / 1e6:,.0f} MB, "
             f"spill {log['spill_disk_bytes'] / 1e6:,.0f} MB; slowest stages: "
-            + ", ".join(f"{s['name']} {s['seconds']:,.1f} s" for s in log.get("slowest_stages", [])[:4]) + ".")
+            + ", ".join(f"{s['name']} {s['seconds']:,.1f} s" for s in log.get("slowest_stages", [])[:4])
+            + (("; most task CPU: " + ", ".join(f"stage {s['stage']} ({s['name']}, {s['tasks']} tasks) {s['task_cpu_s']:,.1f} CPU-s"
+                                                for s in log["most_cpu_stages"][:3])) if log.get("most_cpu_stages") else "") + ".")
 
 
 def variants_table(r: dict[str, Any]) -> str:
     """Fixed-cost experiment: the Spark stage repeated on the same topic, with and without conf."""
     lines = [f"Spark job on the same topic, alternating variants ({UNDER_LOAD} = 1-min load above {LOAD_LIMIT} "
              "when the run started):", "",
-             "| variant | extra conf | job wall per run (s) | median | start-up (s) | job stages, median run (s) | load at start |",
-             "|---|---|---:|---:|---:|---|---|"]
+             "| variant | extra conf | job wall per run (s) | CPU s per run (spark-submit tree) | of which Spark tasks "
+             "| of which JIT (C2 + C1) | start-up (s) | job stages, run with the median wall (s) | load at start / others' cores |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for v in r["spark_variants"]:
-        walls = [run["spark_job_s"] for run in v["runs"]]
-        median_run = sorted(v["runs"], key=lambda run: run["spark_job_s"])[len(walls) // 2]
+        runs = v["runs"]
+        median_run = sorted(runs, key=lambda run: run["spark_job_s"])[len(runs) // 2]
         conf = ", ".join(f"`{k}={val}`" for k, val in v["conf"].items()) or "(none: the job's conf)"
-        loads = ", ".join(f"{run['load']['start_1m']}" + (f" {UNDER_LOAD}" if run["load"]["under_load"] else "")
-                          for run in v["runs"])
-        lines.append(f"| {v['label']} | {conf} | {', '.join(f'{w:.1f}' for w in walls)} | {median_run['spark_job_s']:.1f} "
-                     f"| {', '.join(str(run['spark_startup_s']) for run in v['runs'])} | {_pairs(median_run['spark_stage_s'])} "
-                     f"| {loads} |")
+        loads = ", ".join(f"{run['load']['start_1m']} / {run['load']['others_cores']}"
+                          + (f" {UNDER_LOAD}" if run["load"]["under_load"] else "") for run in runs)
+        jit = [run.get("thread_cpu_s", {}).get("jit_c2", 0) + run.get("thread_cpu_s", {}).get("jit_c1", 0) for run in runs]
+        lines.append(f"| {v['label']} | {conf} | {_list(x['spark_job_s'] for x in runs)} | {_list(x['cpu_s'] for x in runs)} "
+                     f"| {_list(x.get('task_cpu_s') for x in runs)} | {_list(jit)} "
+                     f"| {_list(x['spark_startup_s'] for x in runs)} | {_pairs(median_run['spark_stage_s'])} | {loads} |")
     return "\n".join(lines)
+
+
+def _list(values: Iterable[Any]) -> str:
+    return ", ".join("–" if v is None else f"{v:,.1f}" for v in values)
+
+
+def _thread_line(threads: dict[str, float] | None, total_cpu: float | None) -> str | None:
+    if not threads:
+        return None
+    return ("CPU seconds by thread of the driver JVM and its Python driver (sampled from /proc"
+            + (f"; the spark-submit tree used {total_cpu:,.1f} CPU-s" if total_cpu else "") + "): "
+            + _pairs(threads) + ".")
 
 
 DAILY_ROWS = (
@@ -346,7 +364,10 @@ DAILY_ROWS = (
     ("daily_spark_job_s", "build_profiles task (spark-submit)", "s"),
     ("daily_spark_total_s", "  job from JVM start to summary", "s"),
     ("daily_spark_startup_s", "  of which JVM + session start-up", "s"),
+    ("daily_cpu_s", "CPU seconds of the DAG run (airflow + spark-submit process tree; load-robust)", "s"),
     ("daily_counts_match", "job's counts = the scenario's expected counts", ""),
+    ("daily_rerun_job_s", "the same job re-run by spark-submit on the drop's offsets", "s"),
+    ("daily_rerun_cpu_s", "  its CPU seconds (spark-submit tree)", "s"),
 )
 
 
@@ -384,11 +405,13 @@ def daily_section(daily: list[dict[str, Any]]) -> str:
                 f"{r['archive_partitions']} partitions, {r['archive_bytes'] / 1e6:,.1f} MB), uploaded in {r.get('archive_upload_s')} s."]
         if line := _stage_load_line(r, ("daily", "daily_rerun")):
             out.append(line)
-        out.append(f"Job counts: {r.get('daily_counts')}.")
+        out.append("Job counts (its summary): " + ", ".join(f"{k} {v:,}" for k, v in (r.get("daily_counts") or {}).items()) + ".")
         if r.get("daily_rerun_job_s") is not None:
             out += ["", f"The same job re-run on the drop's offsets (a rerun of the batch, spark-submit with an event "
                         f"log): {r['daily_rerun_job_s']:.1f} s wall, stages {_pairs(r['daily_rerun_stage_s'])}."]
             if line := _event_log_line(r.get("daily_rerun_event_log") or {}):
+                out.append(line)
+            if line := _thread_line(r.get("daily_rerun_thread_cpu_s"), r.get("daily_rerun_cpu_s")):
                 out.append(line)
         if r.get("errors"):
             out += ["", "Errors: " + "; ".join(f"{k}: `{v.splitlines()[0][:200]}`" for k, v in r["errors"].items())]

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from ecommerce_profiles import connections, lake
 
 from bench import analysis, services
-from bench.system import PROJECT_ROOT, PySpy, say, shown, tail
+from bench.system import PROJECT_ROOT, PySpy, ThreadCpu, say, shown, tail
 
 # The Spark master of the spark stage: the local[2] the DAG uses on the local stack (spark_default).
 SPARK_MASTER = "local[2]"
@@ -111,10 +111,11 @@ def stage_baseline(csv_path: Path, topic: str, rows: int, max_events: int | None
 
 # ------------------------------------------------------------------------------------- spark --
 def run_spark_job(job_args: list[str], log_dir: Path, extra_conf: Mapping[str, str] | None = None,
-                  name: str = "spark-job") -> tuple[float, Path | None]:
+                  name: str = "spark-job") -> tuple[float, Path | None, dict[str, float]]:
     """spark-submit of the profile job as the DAG's operator submits it (the same jars and conf
     from spark_conf.job_conf, secrets in a 0600 properties file), plus an event log.
-    Returns (wall seconds, the event log)."""
+    Returns (wall seconds, the event log, CPU seconds per thread group of the driver JVM and
+    its Python driver)."""
     from ecommerce_profiles.paths import SPARK_JOB_FILE
     from ecommerce_profiles.spark_jobs import spark_conf
 
@@ -137,13 +138,18 @@ def run_spark_job(job_args: list[str], log_dir: Path, extra_conf: Mapping[str, s
     started = time.perf_counter()
     try:
         with open(log_path, "w") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+            # spark-submit execs spark-class, which execs the driver JVM: the same pid throughout
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+            threads = ThreadCpu(proc.pid)
+            threads.start()
+            proc.wait()
+            thread_cpu = threads.stop()
     finally:
         secrets_file.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"spark job failed (exit {proc.returncode}); last lines of {log_path}:\n" + tail(log_path))
-    return seconds, analysis.newest_event_log(event_log_dir, before)
+    return seconds, analysis.newest_event_log(event_log_dir, before), thread_cpu
 
 
 def job_args(*, topic: str, starting: str, ending: str, expected: int | None, snapshot_date: str, run_date: str,
@@ -173,7 +179,7 @@ def stage_spark(*, topic: str, offsets: Mapping[str, str], expected: int, bucket
                     bucket=bucket, index=index, summary_key=summary_key)
     say(f"spark: customer_profiles.py on {topic} -> s3a://{bucket}, index {index}"
         + (f", extra conf {dict(extra_conf)}" if extra_conf else "") + f" (log {shown(log_dir / name)}.log)")
-    seconds, event_log = run_spark_job(args, log_dir, extra_conf, name)
+    seconds, event_log, thread_cpu = run_spark_job(args, log_dir, extra_conf, name)
     summary = services.s3_json(bucket, summary_key)
     services.es().indices.refresh(index=index)
     indexed = services.es().count(index=index)["count"]
@@ -189,6 +195,8 @@ def stage_spark(*, topic: str, offsets: Mapping[str, str], expected: int, bucket
         "es_indexed_docs": indexed,
         "es_spark_docs_per_s": analysis.es_docs_per_s(summary, indexed),
         "spark_extra_conf": dict(extra_conf or {}),
+        # where the job's CPU went, by thread: JIT compilers, task threads, GC, the Python driver
+        "spark_thread_cpu_s": thread_cpu,
     }
     if event_log:
         out["spark_event_log"] = {**analysis.summarise_event_log(event_log), "path": shown(event_log)}
@@ -308,8 +316,9 @@ def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, 
     env = private_pipeline(root, topic=topic, bucket=bucket, alias=alias)
     started = time.perf_counter()
     files, size = services.upload_tree(scenario_dir / "lake", bucket, "")
+    upload_s = round(time.perf_counter() - started, 1)
     say(f"daily: archive of {scenario['archive_days']} days ({scenario['archive_events']:,} events, "
-        f"{files} files, {size / 1e6:,.1f} MB) uploaded to {bucket} in {time.perf_counter() - started:.1f}s")
+        f"{files} files, {size / 1e6:,.1f} MB) uploaded to {bucket} in {upload_s}s")
     run_date = scenario["run_date"]
     install_drop(scenario_dir, Path(env["PIPELINE_DATA_DIR"]), run_date)
     run = run_dag(env, run_date, None, root / "daily-dag.log")
@@ -329,6 +338,7 @@ def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, 
         "daily_counts_expected": scenario["expected"],
         "daily_counts_match": all(summary[k] == v for k, v in scenario["expected"].items()),
         "daily_archive_upload": {"files": files, "bytes": size},
+        "archive_upload_s": upload_s,
         "_offsets": {"starting_offsets": json.dumps(summary["starting_offsets"]),
                      "ending_offsets": json.dumps(summary["ending_offsets"]),
                      "expected": summary["kafka_records"], "batch_id": summary["batch_id"],

@@ -184,6 +184,68 @@ class LoadSampler(threading.Thread):
         return round(sum(v for _t, v in self.samples) / len(self.samples), 2) if self.samples else None
 
 
+# JVM thread names (/proc/<pid>/task/<tid>/comm, 15 characters) -> what the CPU went to
+_THREAD_GROUPS = (("C2 Compiler", "jit_c2"), ("C1 Compiler", "jit_c1"), ("Executor task", "spark_tasks"),
+                  ("GC Thread", "gc"), ("G1 ", "gc"), ("VM ", "jvm_vm"), ("main", "jvm_main"),
+                  ("python", "python_driver"), ("java", "jvm_launcher"))
+
+
+def thread_group(comm: str) -> str:
+    return next((group for prefix, group in _THREAD_GROUPS if comm.startswith(prefix)), "other")
+
+
+class ThreadCpu(threading.Thread):
+    """CPU seconds per thread of a process tree (e.g. spark-submit's driver JVM and its Python
+    driver), sampled every ``every_s`` from /proc/<pid>/task/*/stat and grouped by thread
+    name: JIT compiler threads, Spark task threads, GC, ... A thread that ends between two
+    samples loses at most ``every_s`` of its CPU."""
+
+    def __init__(self, pid: int, every_s: float = 1.0) -> None:
+        super().__init__(name="thread-cpu", daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.seen: dict[tuple[int, int], tuple[str, float]] = {}
+        self._stop_event = threading.Event()
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo += children.get(pid, [])
+        return tree
+
+    def sample(self) -> None:
+        for pid in self._tree():
+            for stat in Path(f"/proc/{pid}/task").glob("[0-9]*/stat"):
+                try:
+                    text = stat.read_text()
+                except OSError:
+                    continue
+                comm = text[text.index("(") + 1:text.rindex(")")]
+                fields = text.rsplit(")", 1)[1].split()
+                self.seen[(pid, int(stat.parent.name))] = (comm, (int(fields[11]) + int(fields[12])) / self._ticks)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.sample()
+            self._stop_event.wait(self.every_s)
+
+    def stop(self) -> dict[str, float]:
+        self._stop_event.set()
+        groups: dict[str, float] = {}
+        for comm, cpu in self.seen.values():
+            groups[thread_group(comm)] = groups.get(thread_group(comm), 0.0) + cpu
+        return {k: round(v, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
+
+
 class PySpy:
     """`py-spy record` on this process for the duration of a with-block (--py-spy DIR)."""
 
