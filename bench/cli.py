@@ -59,8 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--es-bulk-max-docs", type=int, default=500_000,
                         help="profiles bulk-indexed by the Python ES measurement (default 500k)")
     parser.add_argument("--spark-variant", metavar="KEY=VALUE[,KEY=VALUE]",
-                        help="also run the spark stage with this extra Spark conf, alternating with the plain job "
-                             "on the same topic (--spark-rounds times each)")
+                        help="also run the spark stage (with --daily: the job's re-run) with this extra Spark conf, "
+                             "alternating with the plain job on the same input (--spark-rounds times each)")
     parser.add_argument("--spark-rounds", type=int, default=2, help="runs of each variant with --spark-variant")
     daily = parser.add_argument_group("daily scenario")
     daily.add_argument("--daily", action="store_true", help="run the daily scenario instead of the one-shot stages")
@@ -208,31 +208,30 @@ def last_event_date(csv_path: Path) -> str:
         return handle.read().decode().strip().splitlines()[-1][:10]
 
 
-def spark_runs(run: Run, *, validation: dict[str, Any], snapshot_date: str, batch_id: str) -> None:
-    """The spark stage once, or --spark-rounds x (plain, variant) alternating on the same topic."""
-    args, names = run.args, run.names
-    variant = parse_conf(args.spark_variant)
+def spark_runs(run: Run, first_tag: str, call: Callable[[str, str, int, dict[str, str]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The spark stage once, or --spark-rounds x (plain, variant) alternating on the same input.
+
+    ``call(tag, label, round, extra_conf)`` runs one job; the first plain run is ``first_tag``
+    (its figures are the headline ones), the others are kept apart in ``spark_variants``.
+    Returns the outputs of the plain runs.
+    """
+    variant = parse_conf(run.args.spark_variant)
     plan = [("plain", {})] + ([("variant", variant)] if variant else [])
-    rounds = args.spark_rounds if variant else 1
     variants: dict[str, dict[str, Any]] = {label: {"label": label, "conf": conf, "runs": []} for label, conf in plan}
-    for i in range(rounds):
+    plain = []
+    for i in range(run.args.spark_rounds if variant else 1):
         for label, conf in plan:
-            tag = "spark" if (i, label) == (0, "plain") else f"spark_{label}{i}"
-            bucket = names["bucket"] if tag == "spark" else f"{names['bucket']}-{label}{i}"
-            services.create_bucket(bucket)
-            run.buckets.append(bucket)
-            out = run.stage(tag, lambda: stages.stage_spark(
-                topic=names["produce_topic"], offsets=run.result["produce_offsets"], expected=int(validation["rows_accepted"]),
-                bucket=bucket, index=f"{names['index']}_{label}{i}", snapshot_date=snapshot_date, run_date=DAG_LOGICAL_DATE,
-                batch_id=batch_id, log_dir=run.log_dir, extra_conf=conf, name=f"{tag}-job"),
-                merge=tag == "spark")  # the headline figures are the first plain run's
+            tag = first_tag if (i, label) == (0, "plain") else f"{first_tag}_{label}{i}"
+            out = run.stage(tag, lambda: call(tag, label, i, conf), merge=tag == first_tag == "spark")
             if out:
+                plain += [out] if label == "plain" else []
                 variants[label]["runs"].append({"spark_job_s": out["spark_job_s"], "spark_startup_s": out["spark_startup_s"],
                                                 "spark_stage_s": out["spark_stage_s"], "load": run.result[f"{tag}_load"],
                                                 "cpu_s": run.result[f"{tag}_cpu_s"], "thread_cpu_s": out["spark_thread_cpu_s"],
                                                 "task_cpu_s": (out.get("spark_event_log") or {}).get("executor_cpu_ms", 0) / 1000})
     if variant:
         run.result["spark_variants"] = list(variants.values())
+    return plain
 
 
 def one_shot(run: Run) -> None:
@@ -264,8 +263,17 @@ def one_shot(run: Run) -> None:
         run.stage("baseline", lambda: stages.stage_baseline(csv_path, names["baseline_topic"], args.events,
                                                             args.baseline_max_events))
     if "spark" not in skip and run.result.get("produce_topic_messages"):
-        spark_runs(run, validation=validation, snapshot_date=str(snapshot_date),
-                   batch_id=lake.file_batch_id(f"bench/{csv_path.name}"))
+        def spark_job(tag: str, label: str, i: int, conf: dict[str, str]) -> dict[str, Any]:
+            bucket = names["bucket"] if tag == "spark" else f"{names['bucket']}-{label}{i}"  # each run on an empty lake
+            services.create_bucket(bucket)
+            run.buckets.append(bucket)
+            return stages.stage_spark(
+                topic=names["produce_topic"], offsets=run.result["produce_offsets"], expected=int(validation["rows_accepted"]),
+                bucket=bucket, index=f"{names['index']}_{label}{i}", snapshot_date=str(snapshot_date),
+                run_date=DAG_LOGICAL_DATE, batch_id=lake.file_batch_id(f"bench/{csv_path.name}"), log_dir=run.log_dir,
+                extra_conf=conf, name=f"{tag}-job")
+
+        spark_runs(run, "spark", spark_job)
     if not args.keep_outputs:  # free the broker's disk before the DAG writes its own copy
         services.delete_topics(run.topics)
         run.topics.clear()
@@ -307,10 +315,17 @@ def daily(run: Run) -> None:
                                                         bucket=names["bucket"], alias=names["alias"]))
     if out and not args.skip_rerun:
         offsets = out["_offsets"]
-        rerun = run.stage("daily_rerun", lambda: stages.stage_spark(
-            topic=names["topic"], offsets=offsets, expected=offsets["expected"], bucket=names["bucket"],
-            index=names["rerun_index"], snapshot_date=offsets["snapshot_date"], run_date=scenario.run_date,
-            batch_id=offsets["batch_id"], log_dir=run.log_dir, name="daily-rerun-job"), merge=False)
+
+        def rerun_job(tag: str, label: str, i: int, conf: dict[str, str]) -> dict[str, Any]:
+            # a rerun of the drop's batch: the same input and the same archive every time
+            return stages.stage_spark(
+                topic=names["topic"], offsets=offsets, expected=offsets["expected"], bucket=names["bucket"],
+                index=f"{names['rerun_index']}_{label}{i}", snapshot_date=offsets["snapshot_date"],
+                run_date=scenario.run_date, batch_id=offsets["batch_id"], log_dir=run.log_dir, extra_conf=conf,
+                name=f"{tag}-job")
+
+        reruns = spark_runs(run, "daily_rerun", rerun_job)
+        rerun = reruns[0] if reruns else None
         if rerun:
             run.result.update({"daily_rerun_job_s": rerun["spark_job_s"], "daily_rerun_stage_s": rerun["spark_stage_s"],
                                "daily_rerun_thread_cpu_s": rerun["spark_thread_cpu_s"],
