@@ -239,13 +239,25 @@ class PrivatePipeline:
         """Elasticsearch itself (no auth on the local stack), not the proxy: for checks."""
         return ElasticsearchSettings(self.env["ELASTICSEARCH_URL"]).client()
 
+    def create_bucket(self) -> None:
+        """With the root account, as make_pipeline does (the pipeline's user may not create buckets)."""
+        self.s3().create_bucket(Bucket=self.bucket)
+
     def dag_run(self, logical_date: str, conf: Mapping[str, Any] | None = None) -> "DagRun":
         return DagRun(self, logical_date, dict(conf or {}))
 
 
 def private_pipeline(root: Path, stack: PrivateStack, prefix: str) -> PrivatePipeline:
     """make_pipeline on the private stack: unique topic, bucket, alias, data dir and a migrated
-    Airflow DB; the connections point at the private ports."""
+    Airflow DB; the connections point at the private ports. ``prepare_pipeline`` then
+    ``create_bucket``: the first needs no service, so it can run while the stack starts."""
+    pipeline = prepare_pipeline(root, stack, prefix)
+    pipeline.create_bucket()
+    return pipeline
+
+
+def prepare_pipeline(root: Path, stack: PrivateStack, prefix: str) -> PrivatePipeline:
+    """Names, env and the migrated Airflow DB of a private pipeline; no service is needed yet."""
     suffix = uuid.uuid4().hex[:8]
     data_dir = root / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +271,6 @@ def private_pipeline(root: Path, stack: PrivateStack, prefix: str) -> PrivatePip
         "ELASTICSEARCH_INDEX": f"{prefix}_profiles_{suffix}",
         "AIRFLOW_HOME": str(root / "airflow"),
     }
-    lake_admin_settings_from_env(env).boto3_client().create_bucket(Bucket=env["MINIO_BUCKET"])
     subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "airflow_db.sh")], check=True, env=env,
                    capture_output=True, timeout=600)
     return PrivatePipeline(root, env, stack)
@@ -336,7 +347,8 @@ class DagRun:
         self._reader.join(timeout=30)
         with self._cond:
             lines = list(self._lines)
-        return DagRunResult(code, lines, time.time() - self.started, self.log_path)
+        ended = lines[-1][0] if lines else time.time()  # its last line, not when we looked
+        return DagRunResult(code, lines, ended - self.started, self.log_path)
 
     def kill(self) -> None:
         if self._process.poll() is None:
