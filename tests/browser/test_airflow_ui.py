@@ -204,6 +204,8 @@ def test_one_shot_run_triggered_in_the_ui_succeeds_and_shows_its_summary(page, a
     page.get_by_role("table").get_by_role("link", name="summarise_run", exact=True).click()
     page.wait_for_url("**/runs/**/tasks/summarise_run")
     expect(page.get_by_text("Customer profiles as of").first).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Log Settings").click()
+    page.get_by_role("menuitem", name="Wrap").click()  # the whole summary on screen
     save_screenshot(page, "airflow-run-summary-log")
 
     # The DAG graph with the run's task states, across the whole width.
