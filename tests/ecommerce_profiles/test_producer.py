@@ -48,10 +48,23 @@ def _topic() -> str:
 
 
 def _produce(staging_path: str, topic: str, **kwargs):
-    from ecommerce_profiles.producer import ProduceEventsOperator
+    """The operator on a staging file the module's tests share (kept unless a test says otherwise)."""
+    from ecommerce_profiles.operators.produce import ProduceEventsOperator
 
+    kwargs.setdefault("delete_staging", False)
     operator = ProduceEventsOperator(task_id="produce", staging_path=staging_path, topic=topic, **kwargs)
     return operator.execute(context={})
+
+
+def test_the_staging_file_is_deleted_once_every_event_is_delivered(stack, staged, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run-staging" / "messages.tsv"
+    copy.parent.mkdir()
+    shutil.copy(staged["path"], copy)
+    out = _produce(str(copy), _topic(), expected_count=str(staged["accepted"]), delete_staging=True)
+    assert out["delivered"] == staged["accepted"]
+    assert not copy.exists() and not copy.parent.exists()
 
 
 def _consume(topic: str, starting: str, ending: str, timeout: float = 60.0) -> list[tuple[int, bytes, bytes]]:
