@@ -308,7 +308,7 @@ def deltalake_count(bucket: str, prefix: str) -> dict[str, Any]:
         duck_rows = duck.execute("SELECT count(*) FROM dataset").fetchone()[0]
         duck.close()
         return {"deltalake_version": deltalake.__version__, "table_version": table.version(), "rows": rows,
-                "duckdb_over_deltalake_rows": int(duck_rows), "files": len(table.files()),
+                "duckdb_over_deltalake_rows": int(duck_rows), "files": len(table.file_uris()),
                 "seconds": round(time.perf_counter() - started, 3)}
     except Exception as error:  # noqa: BLE001
         return {"error": f"{type(error).__name__}: {str(error)[:300]}"}
@@ -357,15 +357,15 @@ def load_batch(spark, csv_path: str, cache: bool = True):
 
 
 def s3a_counters(spark, uri: str) -> dict[str, int]:
+    """S3A request counters of the bucket's FileSystem instance (its IOStatistics).
+
+    Not ``getStorageStatistics()``: Hadoop 3.3 registers that object globally under one name, so
+    every S3A instance after the first reports the first instance's counters.
+    """
     jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    stats = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).getStorageStatistics()
-    found = {}
-    iterator = stats.getLongStatistics()
-    while iterator.hasNext():
-        item = iterator.next()
-        found[item.getName()] = int(item.getValue())
-    return found
+    fs = jvm.org.apache.hadoop.fs.Path(uri).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    counters = fs.getIOStatistics().counters()
+    return {str(key): int(counters.get(key)) for key in counters.keySet()}
 
 
 def counter_diff(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -449,15 +449,32 @@ def profile_input_read(table) -> dict[str, int]:
     return row.asDict()
 
 
-def check_table(table, delivered, expected: int) -> dict[str, Any]:
-    """rows = distinct delivered events, no duplicate, none of the delivered events missing."""
+def fingerprint(df) -> dict[str, Any]:
+    """rows, distinct rows and an order-independent fingerprint (sum of a 64-bit row hash over
+    the distinct rows) of the event columns: equal fingerprints + equal distinct counts mean the
+    same set of events, without an anti-join of the whole archive."""
+    from pyspark.sql import functions as F
+
     from ecommerce_profiles.spark_jobs.archive_transforms import ARCHIVE_COLUMNS
 
-    read = profile_input_read(table)
-    missing = delivered.subtract(table.select(*ARCHIVE_COLUMNS)).count()
-    ok = read["rows"] == expected and read["distinct_events"] == read["rows"] and missing == 0
-    return {"rows": read["rows"], "distinct_events": read["distinct_events"], "expected_rows": expected,
-            "duplicates": read["rows"] - read["distinct_events"], "missing": missing, "ok": ok}
+    distinct = df.select(*ARCHIVE_COLUMNS).groupBy(*ARCHIVE_COLUMNS).agg(F.count(F.lit(1)).alias("copies"))
+    row = distinct.agg(
+        F.sum("copies").alias("rows"),
+        F.count(F.lit(1)).alias("distinct_events"),
+        F.sum(F.xxhash64(*ARCHIVE_COLUMNS).cast("decimal(38,0)")).alias("fingerprint"),
+    ).first()
+    return {"rows": int(row["rows"] or 0), "distinct_events": int(row["distinct_events"]),
+            "fingerprint": str(row["fingerprint"])}
+
+
+def check_table(table, delivered: dict[str, Any]) -> dict[str, Any]:
+    """rows = distinct delivered events, no duplicate row, the same set of events as delivered
+    (``delivered`` is ``fingerprint()`` of the distinct delivered events)."""
+    got = fingerprint(table)
+    ok = (got["rows"] == delivered["distinct_events"] and got["distinct_events"] == got["rows"]
+          and got["fingerprint"] == delivered["fingerprint"])
+    return {**got, "expected_rows": delivered["distinct_events"], "duplicates": got["rows"] - got["distinct_events"],
+            "same_events_as_delivered": got["fingerprint"] == delivered["fingerprint"], "ok": ok}
 
 
 # ------------------------------------------------------------------------------------------
@@ -603,7 +620,7 @@ def crash_tests(bench: Bench, spark, s3, ctx: dict[str, Any]) -> dict[str, Any]:
     # the retry: the same batch again, in the parent session
     rerun = bench.step("parquet", "crash batch rerun after kills", pq_bucket, ARCHIVE_PREFIX,
                        lambda: parquet_ingest(spark, pq_uri, crash_events, crash_batch),
-                       lambda: check_table(parquet_table(spark, pq_uri), ctx["delivered_crash"], expected_after))
+                       lambda: check_table(parquet_table(spark, pq_uri), ctx["delivered_crash"]))
     counts = partition_counts(pq_uri)
     batch_counts = {k.split("/")[0]: v for k, v in counts.items() if k.endswith(f"/{crash_batch}")}
     others_after = {k: v for k, v in counts.items() if not k.endswith(crash_batch)}
@@ -644,7 +661,7 @@ def crash_tests(bench: Bench, spark, s3, ctx: dict[str, Any]) -> dict[str, Any]:
         f"{visible['pyarrow_plain']['rows']}")
     rerun = bench.step("delta", "crash batch rerun after kill", delta_bucket, DELTA_PREFIX,
                        lambda: delta_merge(spark, delta_uri, crash_events, "crash_batch"),
-                       lambda: check_table(delta_table(spark, delta_uri), ctx["delivered_crash"], expected_after))
+                       lambda: check_table(delta_table(spark, delta_uri), ctx["delivered_crash"]))
     results["delta_after_rerun"] = {
         "check": rerun["check"],
         "pyarrow_plain": plain_pyarrow_count(delta_bucket, DELTA_PREFIX),
@@ -755,14 +772,12 @@ def main(argv: list[str] | None = None) -> int:
         archive_in = load_batch(spark, data["csv"]["archive"])
         daily_in = load_batch(spark, data["csv"]["daily"])
         crash_in = load_batch(spark, data["csv"]["crash"])
-        from pyspark import StorageLevel
-
-        delivered_load = archive_in
-        delivered_daily = archive_in.union(daily_in).distinct().persist(StorageLevel.MEMORY_AND_DISK)
-        delivered_crash = delivered_daily.union(crash_in).distinct().persist(StorageLevel.MEMORY_AND_DISK)
-        spark_expected = {"after_load": delivered_load.count(), "after_daily": delivered_daily.count(),
-                          "after_crash_batch": delivered_crash.count()}
+        delivered = {"after_load": fingerprint(archive_in),
+                     "after_daily": fingerprint(archive_in.union(daily_in)),
+                     "after_crash_batch": fingerprint(archive_in.union(daily_in).union(crash_in))}
+        spark_expected = {k: v["distinct_events"] for k, v in delivered.items()}
         result["expected_distinct_spark"] = spark_expected
+        result["delivered_fingerprints"] = delivered
         if spark_expected != data["expected_distinct"]:
             result["errors"].append(f"Spark's distinct counts {spark_expected} differ from pandas' {data['expected_distinct']}")
         expected = spark_expected
@@ -771,25 +786,25 @@ def main(argv: list[str] | None = None) -> int:
         daily_batch = lake.daily_batch_id(data["days"]["daily"])
         crash_batch = lake.daily_batch_id(data["days"]["crash"])
 
-        def pq_check(exp: int, delivered):
-            return lambda: check_table(parquet_table(spark, pq_uri), delivered, exp)
+        def pq_check(stage: str):
+            return lambda: check_table(parquet_table(spark, pq_uri), delivered[stage])
 
-        def delta_check(exp: int, delivered):
-            return lambda: check_table(delta_table(spark, delta_uri), delivered, exp)
+        def delta_check(stage: str):
+            return lambda: check_table(delta_table(spark, delta_uri), delivered[stage])
 
         plan = [
             ("parquet", "1 initial load", lambda: parquet_ingest(spark, pq_uri, archive_in, archive_batch),
-             pq_check(expected["after_load"], delivered_load)),
+             pq_check("after_load")),
             ("delta", "1 initial load", lambda: delta_initial_load(spark, delta_uri, archive_in),
-             delta_check(expected["after_load"], delivered_load)),
+             delta_check("after_load")),
             ("parquet", "2 daily batch", lambda: parquet_ingest(spark, pq_uri, daily_in, daily_batch),
-             pq_check(expected["after_daily"], delivered_daily)),
+             pq_check("after_daily")),
             ("delta", "2 daily batch", lambda: delta_merge(spark, delta_uri, daily_in, "daily_batch"),
-             delta_check(expected["after_daily"], delivered_daily)),
+             delta_check("after_daily")),
             ("parquet", "3 rerun of the daily batch", lambda: parquet_ingest(spark, pq_uri, daily_in, daily_batch),
-             pq_check(expected["after_daily"], delivered_daily)),
+             pq_check("after_daily")),
             ("delta", "3 rerun of the daily batch", lambda: delta_merge(spark, delta_uri, daily_in, "daily_batch"),
-             delta_check(expected["after_daily"], delivered_daily)),
+             delta_check("after_daily")),
             ("parquet", "4 full read (profile input)", lambda: profile_input_read(parquet_table(spark, pq_uri)), None),
             ("delta", "4 full read (profile input)", lambda: profile_input_read(delta_table(spark, delta_uri)), None),
         ]
@@ -811,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_crash:
             ctx = {"pq_bucket": pq_bucket, "delta_bucket": delta_bucket, "pq_uri": pq_uri, "delta_uri": delta_uri,
                    "crash_batch_id": crash_batch, "log_dir": log_dir, "expected": expected, "csv": data["csv"],
-                   "crash_events": crash_in, "delivered_daily": delivered_daily, "delivered_crash": delivered_crash}
+                   "crash_events": crash_in, "delivered_daily": archive_in.union(daily_in),
+                   "delivered_crash": delivered["after_crash_batch"]}
             try:
                 result["crash"] = crash_tests(bench, spark, s3, ctx)
                 result["delta_history_after_crash_tests"] = delta_history(spark, delta_uri)
