@@ -18,6 +18,8 @@
 # waits up to $AIRFLOW_STOP_GRACE_SECONDS for every process of its session to end, then KILLs
 # what is left of that session (a running task included).
 set -euo pipefail
+# shellcheck source=provision_common.sh
+source "$PROJECT_ROOT/scripts/provision_common.sh"  # stack_port_in_use, stack_port_owner
 
 pid_file="$AIRFLOW_HOME/standalone.pid"
 log_file="$STACK_LOG_DIR/airflow.log"
@@ -72,8 +74,8 @@ start_airflow() {
     say "already running (pid $pid): http://localhost:$AIRFLOW_PORT/ (stop it with: make airflow-stop)"
     return 1
   fi
-  if (exec 3<>"/dev/tcp/127.0.0.1/$AIRFLOW_PORT") 2>/dev/null; then
-    port_owner=$(ss -ltnpH "sport = :$AIRFLOW_PORT" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n 1)
+  if stack_port_in_use "$AIRFLOW_PORT"; then
+    port_owner=$(stack_port_owner "$AIRFLOW_PORT")
     say "port $AIRFLOW_PORT is already taken by ${port_owner:-another process}; stop it or set AIRFLOW_PORT in .env"
     return 1
   fi

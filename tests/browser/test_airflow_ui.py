@@ -24,7 +24,9 @@ from playwright.sync_api import expect
 
 from ecommerce_profiles.generator import write_events_csv
 
-from .airflow_ui_support import PrivateAirflow, chromium_page, free_port, save_screenshot, session_pids
+from tests.stack.stack_cli import unused_port
+
+from .airflow_ui_support import PrivateAirflow, chromium_page, save_screenshot, session_pids
 
 pytestmark = pytest.mark.usefixtures("stack")  # the real local stack: an integration test
 
@@ -81,15 +83,15 @@ def airflow(tmp_path_factory, names, lake_bucket, pipeline_leftovers):
     data_dir = root / "data"
     data_dir.mkdir()
     write_events_csv(data_dir / ONE_SHOT, 3000, seed=1)
-    port = free_port()
+    port = unused_port()
     env = {
         **os.environ,
         **names,
         "AIRFLOW_HOME": str(root / "airflow_home"),
         "AIRFLOW_PORT": str(port),
         "STACK_LOG_DIR": str(root / "logs"),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(unused_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(unused_port()),
         "PIPELINE_DATA_DIR": str(data_dir),
     }
     instance = PrivateAirflow(home=root / "airflow_home", port=port, env=env, log=root / "logs" / "airflow.log")
