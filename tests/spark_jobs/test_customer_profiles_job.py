@@ -351,5 +351,10 @@ def test_records_that_are_not_events_fail_the_run_before_anything_is_written(fir
         log = submit((topic, starting, ending), batch_id="drop-2099-01-01", expect_success=False)
         assert "2 of 2 Kafka records are not valid events" in log
         assert sorted(info.path for info in list_files(fs, f"{lake}/raw/events")) == before
+        # the failure is recorded where the summary goes, for the task to name it
+        recorded = [info.path for info in list_files(fs, f"{lake}/runs/run_date={RUN_DATE.isoformat()}")]
+        with fs.open_input_stream(sorted(recorded)[-1]) as stream:
+            failure = json.loads(stream.read())
+        assert failure["status"] == "failed" and failure["failed_stage"] == "checks"
     finally:
         delete_topic(stack["kafka"], topic)

@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+from airflow.exceptions import AirflowException
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import BaseHook
@@ -73,7 +74,26 @@ class LakeSparkSubmitOperator(SparkSubmitOperator):
 class ProfileJobSubmitOperator(LakeSparkSubmitOperator):
     """The profile job: appends the service endpoints and the pipeline's names at run time
     (``--bootstrap-servers``, ``--topic``, ``--lake-uri``, ``--es-nodes``), so the DAG passes
-    only what belongs to the run."""
+    only what belongs to the run. When the job fails, the task's error names the stage and the
+    service it was using (from the failure the job records at ``--summary-uri``), not only
+    spark-submit's exit code."""
+
+    def execute(self, context) -> None:
+        try:
+            return super().execute(context)
+        except AirflowException as error:
+            raise AirflowException(f"{self._recorded_failure() or 'the Spark job failed'} ({error})") from error
+
+    def _recorded_failure(self) -> str | None:
+        args = list(self.application_args)
+        try:
+            key = args[args.index("--summary-uri") + 1]
+            summary = json.loads(S3Hook(aws_conn_id=self.lake_conn_id).read_key(key=key, bucket_name=pipeline_names().bucket))
+        except Exception:  # no record (the lake may be what failed): the exit code is all there is
+            return None
+        if summary.get("status") != "failed":
+            return None
+        return f"Spark job failed in stage {summary['failed_stage']} ({summary['service']}): {summary['error']}"
 
     def __init__(self, *, es_conn_id: str = ELASTICSEARCH_CONN_ID, kafka_conn_id: str = KAFKA_CONN_ID,
                  **kwargs: Any) -> None:

@@ -103,13 +103,16 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.current: str | None = None  # the stage running now (names the failed one)
 
     @contextmanager
     def stage(self, name: str):
         LOG.info("stage %s: started", name)
+        self.current = name
         started = time.monotonic()
         yield
         self.seconds[name] = round(time.monotonic() - started, 3)
+        self.current = None
         LOG.info("stage %s: done in %.1f s", name, self.seconds[name])
 
 
@@ -162,6 +165,29 @@ def for_elasticsearch(profiles: DataFrame) -> DataFrame:
             column = F.date_format(column, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'")
         columns.append(column.alias(field.name))
     return profiles.select(*columns)
+
+
+# Which service a stage depends on, to name it when the stage fails.
+STAGE_SERVICES = {
+    "read_kafka": "Kafka",
+    "archive": "MinIO (the lake)",
+    "read_archive": "MinIO (the lake)",
+    "build_and_write_snapshot": "MinIO (the lake)",
+    "count_profiles": "Spark",
+    "write_elasticsearch": "Elasticsearch",
+}
+
+
+def failure_summary(error: BaseException, stage: str) -> dict:
+    """What the job records when it fails: the stage, its service, and the error's telling line.
+
+    A Py4J error's first line only says which call failed ("An error occurred while calling
+    o123.save."); the JVM exception is on the next line that names one.
+    """
+    lines = [line.strip(" :\t") for line in str(error).splitlines() if line.strip(" :\t")]
+    telling = next((line for line in lines if "Exception" in line or "Error" in line), lines[0] if lines else "")
+    return {"status": "failed", "failed_stage": stage, "service": STAGE_SERVICES.get(stage, "the job's own checks"),
+            "error": f"{type(error).__name__}: {telling}"[:600]}
 
 
 class RecordCountError(RuntimeError):
@@ -307,7 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     startup_seconds = round(spark_ready - jvm_started_epoch_seconds(spark), 3)
     LOG.info("spark session ready %.1f s after spark-submit started (Spark %s)", startup_seconds, spark.version)
     try:
-        summary = run(spark, args, timer)
+        try:
+            summary = run(spark, args, timer)
+        except Exception as error:
+            # The task that submitted the job reads this and names the stage and its service.
+            failure = failure_summary(error, timer.current or "checks")
+            try:
+                write_summary(spark, args.summary_uri, failure, LOG)
+            except Exception:  # the lake itself may be what is down
+                LOG.warning("could not record the failure at %s", args.summary_uri)
+            raise
+        summary["status"] = "succeeded"
         summary["spark_version"] = spark.version
         summary["spark_startup_seconds"] = startup_seconds
         summary["stage_seconds"] = timer.seconds
