@@ -5,8 +5,8 @@
 #
 # Default: compose when `docker compose` and a Docker engine answer, else local.
 # ingest/process run parts of the ecommerce_customer_profiles DAG for one logical date DATE on
-# one CSV file DATA (default: data/electronics.csv, else data/events.csv; with STACK=compose, a
-# path relative to the project inside ./data, which the containers mount at /opt/airflow/data):
+# one CSV file DATA (default: data/electronics.csv, else data/events.csv): a path inside ./data
+# (the data directory; the containers mount it at /opt/airflow/data), passed to the DAG relative to it:
 #   make ingest   `airflow dags test` with every task after produce_events marked success
 #                 without running: CSV -> validate_events -> produce_events -> Kafka
 #   make process  `airflow tasks test` of the remaining tasks in that same run (they read its
@@ -66,7 +66,7 @@ else
 endif
 
 ingest: check-data ## CSV -> Kafka: validate_events + produce_events of DAG_ID for DATE on DATA
-	$(AIRFLOW_CLI) dags test $(DAG_ID) $(DATE) -c '{"input_path": "$(DATASET)"}' \
+	$(AIRFLOW_CLI) dags test $(DAG_ID) $(DATE) -c '{"input_path": "$(DATASET:data/%=%)"}' \
 	  --mark-success-pattern '$(MARK_SUCCESS_PATTERN)'
 	@set -e; for task in $(INGEST_TASKS); do $(call require_success,$$task); done
 

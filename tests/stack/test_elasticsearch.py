@@ -151,31 +151,6 @@ def test_bulk_then_aggregations(es, new_index_name):
     assert recency == {0.0: 2, 40.0: 1}
 
 
-def test_alias_moves_atomically_between_indices(es, new_index_name):
-    old_index, new_index = new_index_name("old"), new_index_name("new")
-    alias = f"test_stack_alias_{uuid.uuid4().hex[:12]}"  # goes away with the indices
-    for index, user_ids in ((old_index, [1, 2]), (new_index, [3, 4, 5])):
-        create_profile_index(es, index)
-        helpers.bulk(
-            es,
-            ({"_index": index, "_id": str(u), "_source": profile_doc(u)} for u in user_ids),
-            refresh=True,
-        )
-    es.indices.put_alias(index=old_index, name=alias)
-    assert es.count(index=alias)["count"] == 2
-
-    es.indices.update_aliases(
-        actions=[
-            {"remove": {"index": old_index, "alias": alias}},
-            {"add": {"index": new_index, "alias": alias}},
-        ]
-    )
-
-    assert list(es.indices.get_alias(name=alias)) == [new_index]
-    assert es.count(index=alias)["count"] == 3
-    assert es.indices.exists(index=old_index)
-
-
 def test_airflow_hook_searches_through_the_connection(es, new_index_name):
     from airflow.providers.elasticsearch.hooks.elasticsearch import ElasticsearchPythonHook
     from airflow.sdk import BaseHook
