@@ -3,7 +3,6 @@ and the paths the image bakes in versus what docker-compose.yaml expects."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
