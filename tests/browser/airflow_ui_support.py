@@ -95,6 +95,20 @@ class PrivateAirflow:
             return False
         return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
 
+    def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
+        """Until the DAG processor has parsed the DAG; fails with the import errors otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.get(f"/api/v2/dags/{dag_id}")
+                return
+            except urllib.error.HTTPError as err:
+                if err.code != 404:
+                    raise
+            time.sleep(3)
+        errors = self.get("/api/v2/importErrors").get("import_errors", [])
+        raise TimeoutError(f"{dag_id} not parsed after {timeout}s; import errors: {errors}")
+
     def stop(self) -> float:
         """`scripts/airflow_local.sh stop`; returns the seconds it took. Leaves no process behind."""
         started = time.monotonic()

@@ -23,7 +23,6 @@ from elasticsearch import Elasticsearch
 from playwright.sync_api import expect
 
 from ecommerce_profiles.generator import write_events_csv
-
 from tests.stack.stack_cli import unused_port
 
 from .airflow_ui_support import PrivateAirflow, chromium_page, save_screenshot, session_pids
@@ -96,8 +95,13 @@ def airflow(tmp_path_factory, names, lake_bucket, pipeline_leftovers):
     }
     instance = PrivateAirflow(home=root / "airflow_home", port=port, env=env, log=root / "logs" / "airflow.log")
     started = time.monotonic()
-    instance.start()
-    print(f"private Airflow healthy at {instance.url} after {time.monotonic() - started:.0f}s")
+    try:
+        instance.start()
+        instance.wait_for_dag(DAG_ID)
+    except BaseException:
+        instance.stop()
+        raise
+    print(f"private Airflow ready at {instance.url} after {time.monotonic() - started:.0f}s")
     yield instance
     seconds = instance.stop()
     left = session_pids(instance.pid)
