@@ -250,7 +250,8 @@ def _stage_load_line(r: dict[str, Any], stages: Iterable[str]) -> str | None:
     for stage in stages:
         load = r.get(f"{stage}_load")
         if load:
-            parts.append(f"{stage} {load['start_1m']}/{load['max_1m']}/{load['others_cores']}"
+            parts.append(f"{stage} {_fmt(load['start_1m'], 'load')}/{_fmt(load['max_1m'], 'load')}/"
+                         f"{_fmt(load['others_cores'], 'cores')}"
                          + (f" {UNDER_LOAD}" if load["under_load"] else ""))
     return ("Load per stage (1-min load at start / highest / other processes' cores; "
             f"{UNDER_LOAD} = above {LOAD_LIMIT} at its start): " + ", ".join(parts) + ".") if parts else None
@@ -327,11 +328,11 @@ def variants_table(r: dict[str, Any]) -> str:
     lines = [f"Spark job on the same topic, alternating variants ({UNDER_LOAD} = 1-min load above {LOAD_LIMIT} "
              "when the run started):", "",
              "| variant | extra conf | job wall per run (s) | CPU s per run (spark-submit tree) | of which Spark tasks "
-             "| of which JIT (C2 + C1) | start-up (s) | job stages, run with the median wall (s) | load at start / others' cores |",
+             "| of which JIT (C2 + C1) | start-up (s) | job stages, run with the (lower) median wall (s) | load at start / others' cores |",
              "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for v in r["spark_variants"]:
         runs = v["runs"]
-        median_run = sorted(runs, key=lambda run: run["spark_job_s"])[len(runs) // 2]
+        median_run = sorted(runs, key=lambda run: run["spark_job_s"])[(len(runs) - 1) // 2]  # the lower median
         conf = ", ".join(f"`{k}={val}`" for k, val in v["conf"].items()) or "(none: the job's conf)"
         loads = ", ".join(f"{run['load']['start_1m']} / {run['load']['others_cores']}"
                           + (f" {UNDER_LOAD}" if run["load"]["under_load"] else "") for run in runs)
@@ -349,9 +350,10 @@ def _list(values: Iterable[Any]) -> str:
 def _thread_line(threads: dict[str, float] | None, total_cpu: float | None) -> str | None:
     if not threads:
         return None
+    other = threads.get("other_threads") or {}
     return ("CPU seconds by thread of the driver JVM and its Python driver (sampled from /proc"
             + (f"; the spark-submit tree used {total_cpu:,.1f} CPU-s" if total_cpu else "") + "): "
-            + _pairs(threads) + ".")
+            + _pairs(threads) + (f" (other: {_pairs(other)})" if other else "") + ".")
 
 
 DAILY_ROWS = (

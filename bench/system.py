@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -238,12 +239,20 @@ class ThreadCpu(threading.Thread):
             self.sample()
             self._stop_event.wait(self.every_s)
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> dict[str, Any]:
+        """{group: CPU seconds}, plus ``other_threads``: the names behind "other" (top 8)."""
         self._stop_event.set()
         groups: dict[str, float] = {}
+        other: dict[str, float] = {}
         for comm, cpu in self.seen.values():
-            groups[thread_group(comm)] = groups.get(thread_group(comm), 0.0) + cpu
-        return {k: round(v, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
+            group = thread_group(comm)
+            groups[group] = groups.get(group, 0.0) + cpu
+            if group == "other":
+                name = re.sub(r"[-#\d\s]+$", "", comm) or comm
+                other[name] = other.get(name, 0.0) + cpu
+        out: dict[str, Any] = {k: round(v, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
+        out["other_threads"] = {k: round(v, 1) for k, v in sorted(other.items(), key=lambda kv: -kv[1])[:8]}
+        return out
 
 
 class PySpy:
