@@ -97,21 +97,32 @@ def delta_jars() -> list[str]:
     return [str(p) for p in wanted]
 
 
-def deltalake_module():
-    """delta-rs's Python package from BENCH_PY_DIR (installed there on first use), or None."""
+def ensure_deltalake() -> bool:
+    """delta-rs's Python package in BENCH_PY_DIR (installed there on first use, never in the venv)."""
     if not (BENCH_PY_DIR / "deltalake").is_dir():
         say(f"installing deltalake=={DELTALAKE_PY_VERSION} into {BENCH_PY_DIR} (not the venv)")
         done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(BENCH_PY_DIR),
                                f"deltalake=={DELTALAKE_PY_VERSION}"], check=False)
-        if done.returncode != 0:
-            return None
-    if str(BENCH_PY_DIR) not in sys.path:
-        sys.path.append(str(BENCH_PY_DIR))  # appended: the venv's own packages win
-    try:
-        import deltalake  # noqa: PLC0415
-        return deltalake
-    except ImportError:
-        return None
+        return done.returncode == 0
+    return True
+
+
+# Runs in a child interpreter with BENCH_PY_DIR on its PYTHONPATH, so the benchmark's own process
+# never edits sys.path and the venv stays as requirements.txt locks it.
+_DELTALAKE_READ = r"""
+import json, os, sys, time
+import deltalake, duckdb
+uri, options = sys.argv[1], json.loads(os.environ["DELTA_STORAGE_OPTIONS"])
+started = time.perf_counter()
+table = deltalake.DeltaTable(uri, storage_options=options)
+dataset = table.to_pyarrow_dataset()
+rows = dataset.count_rows()
+duck = duckdb.connect()
+duck_rows = duck.execute("SELECT count(*) FROM dataset").fetchone()[0]
+print(json.dumps({"deltalake_version": deltalake.__version__, "table_version": table.version(), "rows": rows,
+                  "duckdb_over_deltalake_rows": int(duck_rows), "files": len(table.file_uris()),
+                  "seconds": round(time.perf_counter() - started, 3)}))
+"""
 
 
 # ------------------------------------------------------------------------------------------
@@ -291,27 +302,18 @@ def duckdb_local_counts(s3, bucket: str, prefix: str, levels: int) -> dict[str, 
 
 def deltalake_count(bucket: str, prefix: str) -> dict[str, Any]:
     """The Delta table through delta-rs (reads the _delta_log): pyarrow dataset, then DuckDB on it."""
-    deltalake = deltalake_module()
-    if deltalake is None:
+    if not ensure_deltalake():
         return {"error": "deltalake not installable here"}
-    import duckdb
-
     options = {"AWS_ENDPOINT_URL": os.environ["MINIO_ENDPOINT"], "AWS_ACCESS_KEY_ID": os.environ["MINIO_ROOT_USER"],
                "AWS_SECRET_ACCESS_KEY": os.environ["MINIO_ROOT_PASSWORD"], "AWS_REGION": "us-east-1",
                "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
-    try:
-        started = time.perf_counter()
-        table = deltalake.DeltaTable(f"s3://{bucket}/{prefix}", storage_options=options)
-        dataset = table.to_pyarrow_dataset()
-        rows = dataset.count_rows()
-        duck = duckdb.connect()
-        duck_rows = duck.execute("SELECT count(*) FROM dataset").fetchone()[0]
-        duck.close()
-        return {"deltalake_version": deltalake.__version__, "table_version": table.version(), "rows": rows,
-                "duckdb_over_deltalake_rows": int(duck_rows), "files": len(table.file_uris()),
-                "seconds": round(time.perf_counter() - started, 3)}
-    except Exception as error:  # noqa: BLE001
-        return {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+    env = {**os.environ, "DELTA_STORAGE_OPTIONS": json.dumps(options),
+           "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(BENCH_PY_DIR)]))}
+    child = subprocess.run([sys.executable, "-c", _DELTALAKE_READ, f"s3://{bucket}/{prefix}"], env=env,
+                           capture_output=True, text=True, timeout=600)
+    if child.returncode != 0:
+        return {"error": child.stderr.strip().splitlines()[-1][:300] if child.stderr.strip() else "delta-rs read failed"}
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------------------
