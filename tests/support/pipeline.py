@@ -92,7 +92,8 @@ def lake_rows(bucket: str, prefix: str) -> list[dict]:
     """Every row of every Parquet file under ``prefix`` (Hive partition values from the key added)."""
     client, rows = s3(), []
     for key in lake_keys(bucket, prefix):
-        if not key.endswith(".parquet"):
+        # data files only: not a hidden staging folder's (``.spark-staging-*``, ``_temporary``)
+        if not key.endswith(".parquet") or "/." in key or "/_" in key:
             continue
         partitions = dict(part.split("=", 1) for part in key.split("/") if "=" in part)
         table = pq.read_table(io.BytesIO(client.get_object(Bucket=bucket, Key=key)["Body"].read()))

@@ -69,7 +69,7 @@ from ecommerce_profiles.spark_jobs.archive_transforms import (
     with_batch,
 )
 from ecommerce_profiles.spark_jobs.spark_conf import es_write_options, kafka_batch_options
-from ecommerce_profiles.spark_jobs.spark_io import delete_path, path_exists, scaled_shuffle_partitions, write_summary
+from ecommerce_profiles.spark_jobs.spark_io import delete_matching, delete_path, path_exists, scaled_shuffle_partitions, write_summary
 
 LOG = logging.getLogger("customer_profiles")
 # Parquet files of the snapshot and concurrent Elasticsearch bulk writers: the snapshot is
@@ -255,6 +255,10 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
     run_dates = [r[EVENT_DATE].isoformat() for r in valid]
 
     with timer.stage("archive"):
+        # Files a killed earlier write left in its hidden staging folders would be read by plain
+        # globbing readers; one archive write runs at a time (build_profiles is serialized).
+        for leftover in (".spark-staging-*", "_temporary"):
+            delete_matching(spark, f"{archive_uri}/{leftover}")
         archive, partitions = archive_state(spark, archive_uri)
         other_dates = {d for d, b in partitions if b != args.batch_id and d in set(run_dates)}
         elsewhere = archived_by_other_batches(archive, args.batch_id, other_dates) if other_dates else None
@@ -263,7 +267,10 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         new_per_date = {r[EVENT_DATE].isoformat(): r["count"]
                         for r in new_events.groupBy(EVENT_DATE).count().collect()}
         # Dynamic overwrite replaces exactly the (event_date, batch) partitions written here.
-        (with_batch(new_events, args.batch_id).write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+        # After the EXCEPT's shuffle, regroup by date: one file per date instead of one per
+        # shuffle partition and date (the events straight from Kafka are grouped already).
+        to_write = new_events.repartition(EVENT_DATE) if elsewhere is not None else new_events
+        (with_batch(to_write, args.batch_id).write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
          .partitionBy(EVENT_DATE, BATCH_PARTITION).parquet(archive_uri))
         # The batch's partitions this run no longer fills (a corrected drop, or events now owned
         # by another batch) go, so the batch is exactly this run's events.

@@ -30,6 +30,15 @@ def delete_path(spark: SparkSession, uri: str) -> None:
     fs.delete(path, True)
 
 
+def delete_matching(spark: SparkSession, pattern: str) -> int:
+    """Delete every path matching a Hadoop glob (e.g. ``s3a://b/raw/events/.spark-staging-*``)."""
+    path, fs = hadoop_path(spark, pattern)
+    matches = fs.globStatus(path) or []
+    for status in matches:
+        fs.delete(status.getPath(), True)
+    return len(matches)
+
+
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write one object (not a Spark output directory) through the Hadoop FileSystem (s3a)."""
     path, fs = hadoop_path(spark, uri)

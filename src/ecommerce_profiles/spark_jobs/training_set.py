@@ -57,7 +57,9 @@ from ecommerce_profiles.spark_jobs.spark_io import hadoop_path, scaled_shuffle_p
 
 LOG = logging.getLogger("training_set")
 _ARCHIVE_FILE = re.compile(
-    rf"/{lake.EVENT_DATE_PARTITION}=(\d{{4}}-\d{{2}}-\d{{2}})/{lake.BATCH_PARTITION}=[^/]+/[^/]+\.parquet$"
+    # Anchored at the archive root: files left in a crashed write's hidden .spark-staging-* folder
+    # (same partition names below it) are not archive files.
+    rf"(^|/){lake.ARCHIVE_PREFIX}/{lake.EVENT_DATE_PARTITION}=(\d{{4}}-\d{{2}}-\d{{2}})/{lake.BATCH_PARTITION}=[^/]+/[^/]+\.parquet$"
 )
 OUTPUT_FILES = 2  # one row per user: small
 EXIT_NOT_READY = 3
@@ -111,7 +113,7 @@ def event_dates_from_paths(paths) -> list[dt.date]:
     for path in paths:
         match = _ARCHIVE_FILE.search("/" + path)
         if match:
-            dates.add(dt.date.fromisoformat(match.group(1)))
+            dates.add(dt.date.fromisoformat(match.group(2)))
     return sorted(dates)
 
 
