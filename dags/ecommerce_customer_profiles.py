@@ -28,6 +28,7 @@ from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Param, task
 
 from ecommerce_profiles.assets import PROFILE_ALIAS_ASSET, PROFILE_SNAPSHOT_ASSET
+from ecommerce_profiles.dag_defaults import DEFAULT_ARGS
 from ecommerce_profiles.operators.kibana import KibanaImportOperator
 from ecommerce_profiles.operators import run_tasks
 from ecommerce_profiles.operators.produce import ProduceEventsOperator
@@ -54,12 +55,7 @@ with DAG(
     # time across runs (max_active_tis_per_dag=1 below).
     max_active_runs=4,
     tags=["ecommerce", "customer-profiles", "kafka", "spark", "elasticsearch"],
-    default_args={
-        "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(hours=2),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         # Optional params are nullable with a None default: the UI's trigger form is valid as it
         # opens (an empty required string would keep its Trigger button disabled).

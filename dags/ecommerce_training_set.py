@@ -40,6 +40,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from ecommerce_profiles import lake
 from ecommerce_profiles.assets import PROFILE_SNAPSHOT_ASSET, TRAINING_SET_ASSET
 from ecommerce_profiles.connections import LAKE_CONN_ID
+from ecommerce_profiles.dag_defaults import DEFAULT_ARGS
 from ecommerce_profiles.operators.spark_submit import TrainingSetSubmitOperator
 from ecommerce_profiles.paths import PACKAGE_DIR
 from ecommerce_profiles.training_plan import job_arguments, plan_snapshot_dates, ready_snapshot_dates, triggered_snapshot_dates
@@ -58,12 +59,7 @@ with DAG(
     # One Spark job at a time on a laptop-sized machine; later asset events queue their run.
     max_active_runs=1,
     tags=["ecommerce", "customer-profiles", "training-set", "spark", "assets"],
-    default_args={
-        "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(hours=2),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         # Defaults make the trigger form valid as it opens (see the profile DAG).
         "snapshot_date": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}$",
