@@ -325,8 +325,9 @@ def _event_log_line(log: dict[str, Any]) -> str | None:
 
 def variants_table(r: dict[str, Any]) -> str:
     """Fixed-cost experiment: the Spark stage repeated on the same topic, with and without conf."""
-    lines = [f"Spark job on the same topic, alternating variants ({UNDER_LOAD} = 1-min load above {LOAD_LIMIT} "
-             "when the run started):", "",
+    lines = [f"The Spark job run again on the same input (same topic offsets; each one-shot run into an empty "
+             f"bucket, each daily re-run a rerun of the drop's batch on the same archive), variants alternating "
+             f"({UNDER_LOAD} = 1-min load above {LOAD_LIMIT} when the run started):", "",
              "| variant | extra conf | job wall per run (s) | CPU s per run (spark-submit tree) | of which Spark tasks "
              "| of which JIT (C2 + C1) | start-up (s) | job stages, run with the (lower) median wall (s) | load at start / others' cores |",
              "|---|---|---:|---:|---:|---:|---:|---|---|"]
@@ -415,6 +416,8 @@ def daily_section(daily: list[dict[str, Any]]) -> str:
                 out.append(line)
             if line := _thread_line(r.get("daily_rerun_thread_cpu_s"), r.get("daily_rerun_cpu_s")):
                 out.append(line)
+        if r.get("spark_variants"):
+            out += ["", variants_table(r)]
         if r.get("errors"):
             out += ["", "Errors: " + "; ".join(f"{k}: `{v.splitlines()[0][:200]}`" for k, v in r["errors"].items())]
     return "\n".join(out)
