@@ -40,8 +40,8 @@ from ecommerce_profiles import connections, lake
 from ecommerce_profiles.paths import data_dir
 
 from bench import report, services, stages
-from bench.system import (LOAD_LIMIT, PROJECT_ROOT, CpuWindow, LoadSampler, elapsed, load_1m, machine_info, say, shown,
-                          versions, wait_for_quiet_machine)
+from bench.system import (LOAD_LIMIT, PROJECT_ROOT, CpuWindow, LoadSampler, code_version, elapsed, load_1m, machine_info,
+                          say, shown, versions, wait_for_quiet_machine)
 
 DEFAULT_EVENTS = report.DEFAULT_EVENTS
 STAGES = ("produce", "baseline", "spark", "duckdb", "es", "dag")
@@ -109,6 +109,7 @@ class Run:
             # Other work on the machine skews every figure: record how busy it was.
             "load_avg_1m_start": load_1m(),
             "versions": versions(),
+            "code": code_version(),
             "logs": shown(self.log_dir),
         }
 
@@ -230,7 +231,8 @@ def spark_runs(run: Run, first_tag: str, call: Callable[[str, str, int, dict[str
                 variants[label]["runs"].append({"spark_job_s": out["spark_job_s"], "spark_startup_s": out["spark_startup_s"],
                                                 "spark_stage_s": out["spark_stage_s"], "load": run.result[f"{tag}_load"],
                                                 "cpu_s": run.result[f"{tag}_cpu_s"], "thread_cpu_s": out["spark_thread_cpu_s"],
-                                                "task_cpu_s": (out.get("spark_event_log") or {}).get("executor_cpu_ms", 0) / 1000})
+                                                "task_cpu_s": (out.get("spark_event_log") or {}).get("executor_cpu_ms", 0) / 1000,
+                                                "job_sha256": out["spark_job_sha256"]})
     if variant:
         run.result["spark_variants"] = list(variants.values())
     return plain

@@ -329,8 +329,9 @@ def variants_table(r: dict[str, Any]) -> str:
              f"bucket, each daily re-run a rerun of the drop's batch on the same archive), variants alternating "
              f"({UNDER_LOAD} = 1-min load above {LOAD_LIMIT} when the run started):", "",
              "| variant | extra conf | job wall per run (s) | CPU s per run (spark-submit tree) | of which Spark tasks "
-             "| of which JIT (C2 + C1) | start-up (s) | job stages, run with the (lower) median wall (s) | load at start / others' cores |",
-             "|---|---|---:|---:|---:|---:|---:|---|---|"]
+             "| of which JIT (C2 + C1) | start-up (s) | job stages, run with the (lower) median wall (s) | load at start / others' cores "
+             "| job version |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|---|"]
     for v in r["spark_variants"]:
         runs = v["runs"]
         median_run = sorted(runs, key=lambda run: run["spark_job_s"])[(len(runs) - 1) // 2]  # the lower median
@@ -340,7 +341,10 @@ def variants_table(r: dict[str, Any]) -> str:
         jit = [run.get("thread_cpu_s", {}).get("jit_c2", 0) + run.get("thread_cpu_s", {}).get("jit_c1", 0) for run in runs]
         lines.append(f"| {v['label']} | {conf} | {_list(x['spark_job_s'] for x in runs)} | {_list(x['cpu_s'] for x in runs)} "
                      f"| {_list(x.get('task_cpu_s') for x in runs)} | {_list(jit)} "
-                     f"| {_list(x['spark_startup_s'] for x in runs)} | {_pairs(median_run['spark_stage_s'])} | {loads} |")
+                     f"| {_list(x['spark_startup_s'] for x in runs)} | {_pairs(median_run['spark_stage_s'])} | {loads} "
+                     f"| {', '.join(str(x.get('job_commit') or x.get('job_sha256') or '–') for x in runs)} |")
+    if r.get("job_version_note"):
+        lines += ["", f"Job version: {r['job_version_note']}."]
     return "\n".join(lines)
 
 

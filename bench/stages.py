@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from ecommerce_profiles import connections, lake
 
 from bench import analysis, services
-from bench.system import PROJECT_ROOT, PySpy, ThreadCpu, say, shown, tail
+from bench.system import PROJECT_ROOT, PySpy, ThreadCpu, file_digest, say, shown, tail
 
 # The Spark master of the spark stage: the local[2] the DAG uses on the local stack (spark_default).
 SPARK_MASTER = "local[2]"
@@ -179,6 +179,9 @@ def stage_spark(*, topic: str, offsets: Mapping[str, str], expected: int, bucket
                     bucket=bucket, index=index, summary_key=summary_key)
     say(f"spark: customer_profiles.py on {topic} -> s3a://{bucket}, index {index}"
         + (f", extra conf {dict(extra_conf)}" if extra_conf else "") + f" (log {shown(log_dir / name)}.log)")
+    from ecommerce_profiles.paths import SPARK_JOB_FILE
+
+    job_digest = file_digest(SPARK_JOB_FILE)  # the version submitted (the working tree may change meanwhile)
     seconds, event_log, thread_cpu = run_spark_job(args, log_dir, extra_conf, name)
     summary = services.s3_json(bucket, summary_key)
     services.es().indices.refresh(index=index)
@@ -195,6 +198,7 @@ def stage_spark(*, topic: str, offsets: Mapping[str, str], expected: int, bucket
         "es_indexed_docs": indexed,
         "es_spark_docs_per_s": analysis.es_docs_per_s(summary, indexed),
         "spark_extra_conf": dict(extra_conf or {}),
+        "spark_job_sha256": job_digest,
         # where the job's CPU went, by thread: JIT compilers, task threads, GC, the Python driver
         "spark_thread_cpu_s": thread_cpu,
     }
@@ -264,6 +268,9 @@ def private_pipeline(root: Path, *, topic: str, bucket: str, alias: str) -> dict
 def run_dag(env: Mapping[str, str], logical_date: str, conf: Mapping[str, Any] | None, log_path: Path) -> dict[str, Any]:
     """``airflow dags test`` of the DAG; wall, seconds per task (from the metadata DB through
     Airflow's CLI) and the run's Spark summary (through the date's latest.json in the lake)."""
+    from ecommerce_profiles.paths import SPARK_JOB_FILE
+
+    job_digest = file_digest(SPARK_JOB_FILE)
     cmd = ["airflow", "dags", "test", DAG_ID, logical_date] + (["-c", json.dumps(conf)] if conf else [])
     say(f"dag: {' '.join(cmd[:5])}{' -c ' + json.dumps(conf) if conf else ''} "
         f"(bucket {env['MINIO_BUCKET']}, log {shown(log_path)})")
@@ -279,7 +286,7 @@ def run_dag(env: Mapping[str, str], logical_date: str, conf: Mapping[str, Any] |
     evidence_prefix = run_summary["evidence"].removeprefix(lake.s3_uri(bucket) + "/")
     spark_summary = services.s3_json(bucket, f"{evidence_prefix}/{lake.SPARK_SUMMARY_FILE}")
     tasks = analysis.task_seconds(instances)
-    return {"wall_s": round(wall, 3), "task_s": tasks, "task_span_s": analysis.task_span_s(instances),
+    return {"wall_s": round(wall, 3), "task_s": tasks, "task_span_s": analysis.task_span_s(instances), "job_sha256": job_digest,
             "states": {ti["task_id"]: ti["state"] for ti in instances},
             "run_summary": run_summary, "spark_summary": spark_summary}
 
@@ -303,6 +310,7 @@ def stage_dag(csv_path: Path, root: Path, *, topic: str, bucket: str, alias: str
         "dag_overhead_s": round(run["wall_s"] - sum(run["task_s"].values()), 2),
         "dag_spark_startup_s": job["startup_s"],
         "dag_spark_stage_s": job["stage_s"],
+        "dag_job_sha256": run["job_sha256"],
     }
     say(f"dag: {run['wall_s']:.1f}s wall; tasks {run['task_s']}")
     return out
@@ -332,6 +340,7 @@ def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, 
         "daily_spark_startup_s": job["startup_s"],
         "daily_spark_stage_s": job["stage_s"],
         "daily_task_s": run["task_s"],
+        "daily_job_sha256": run["job_sha256"],
         "daily_task_span_s": run["task_span_s"],
         "daily_overhead_s": round(run["wall_s"] - sum(run["task_s"].values()), 2),
         "daily_counts": job["counts"],

@@ -76,6 +76,23 @@ def versions() -> dict[str, str]:
     return read_versions(PROJECT_ROOT)
 
 
+def code_version() -> dict[str, Any]:
+    """The checkout the figures were taken with: commit, and the files of src/ and dags/ that
+    differ from it (other people may edit the working tree while a benchmark runs)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "--short=12", "HEAD"),
+            "modified": git("status", "--porcelain", "--", "src", "dags").splitlines()}
+
+
+def file_digest(path: Path) -> str:
+    """Short sha256 of a file (which version of the Spark job a run submitted)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
 def load_1m() -> float:
     return round(os.getloadavg()[0], 2)
 
