@@ -162,13 +162,15 @@ class CpuWindow:
         servers_now = server_cpu_seconds()
         servers = {k: round(servers_now[k] - v, 2) for k, v in self.servers0.items() if k in servers_now}
         others = max(0.0, machine_busy_seconds() - self.busy0 - own - sum(servers.values()))
+        end = load_1m()
+        sampled = self.sampler.max_since(self.wall0) if self.sampler else None
         out = {
             "cpu_s": round(own, 2),
             "server_cpu_s": servers,
             "load": {
                 "start_1m": self.load0,
-                "end_1m": load_1m(),
-                "max_1m": self.sampler.max_since(self.wall0) if self.sampler else None,
+                "end_1m": end,
+                "max_1m": max(v for v in (self.load0, end, sampled) if v is not None),
                 # CPU of processes that are neither this harness nor the stack's servers, in cores
                 "others_cores": round(others / wall, 2) if wall > 0 else None,
                 "under_load": self.load0 > LOAD_LIMIT,
