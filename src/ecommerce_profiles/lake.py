@@ -73,8 +73,29 @@ def archive_key() -> str:
     return ARCHIVE_PREFIX
 
 
+_ARCHIVE_FILE = re.compile(rf"^{EVENT_DATE_PARTITION}=(\d{{4}}-\d{{2}}-\d{{2}})/{BATCH_PARTITION}=([^/]+)/[^/._][^/]*$")
+
+
+def archive_file_partition(relative_path: str) -> tuple[str, str] | None:
+    """(event_date, batch) of an archive data file given relative to the archive root
+    (``event_date=D/batch=B/part-...``); None for anything else (Spark's hidden staging
+    folders, markers)."""
+    match = _ARCHIVE_FILE.match(relative_path)
+    return (match.group(1), match.group(2)) if match else None
+
+
 def snapshot_key(snapshot_date: str) -> str:
     return f"{PROFILES_PREFIX}/{SNAPSHOT_PARTITION}={snapshot_date}"
+
+
+def profile_manifests_key() -> str:
+    """Where each snapshot's manifest (ecommerce_profiles.profile_manifest) lives: beside the
+    snapshot partitions, hidden from readers of them by the leading underscore."""
+    return f"{PROFILES_PREFIX}/_manifests"
+
+
+def profile_manifest_key(snapshot_date: str) -> str:
+    return f"{profile_manifests_key()}/{SNAPSHOT_PARTITION}={snapshot_date}.json"
 
 
 def training_set_key(snapshot_date: str) -> str:

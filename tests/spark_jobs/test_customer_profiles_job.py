@@ -201,6 +201,8 @@ def test_summary_counts_are_consistent(first_run, events, topic_range):
     assert first_run["snapshot_date"] == SNAPSHOT_DATE.isoformat()
     assert first_run["spark_startup_seconds"] > 0
     assert set(first_run["stage_seconds"]) >= {"read_kafka", "archive", "build_and_write_snapshot", "write_elasticsearch"}
+    assert first_run["profile_build"]["mode"] == "full"  # the lake holds no earlier snapshot
+    assert first_run["archive_dates_total"] == 2  # the snapshot's dates (the third is later)
 
 
 def test_archive_has_one_partition_per_event_date_and_batch(first_run, lake, events):
@@ -315,6 +317,13 @@ def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, su
         assert run["events_archived"] == len(new_events) + len(late)
         assert run["dates_archived"] == [DATES[0].isoformat(), next_day.isoformat()]
         assert run["archive_events_total"] == len(unique)
+        # The first run's snapshot (2020-09-25) carried forward: users with events after it
+        # (the first batch's 09-26, this run's new day) or late ones of 09-24 are rebuilt.
+        assert run["profile_build"]["mode"] == "incremental", run["profile_build"]
+        assert run["profile_build"]["previous_snapshot"] == SNAPSHOT_DATE.isoformat()
+        changed = {e["user_id"] for e in new_events + late} | {
+            e["user_id"] for e in events if e["event_time"][:10] > SNAPSHOT_DATE.isoformat()}
+        assert run["profile_build"]["changed_users"] == len(changed)
         users = {e["user_id"] for e in everything}
         assert run["profiles"] == run["distinct_users"] == len(users)
         archive = ds.dataset(f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet",
@@ -332,6 +341,11 @@ def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, su
         # The first batch re-run afterwards (a backfill) still owns its events, no more, no less.
         again = submit()
         assert again["events_archived"] == first_run["events_archived"]
+        # The next day's snapshot cannot start from 09-27's any more: a batch it holds was rewritten.
+        manifest = json.loads(minio_filesystem().open_input_stream(
+            f"{lake}/profiles/_manifests/snapshot_date={next_day.isoformat()}.json").read())
+        assert manifest["profiles"] == len(users) and manifest["built"] == "incremental"
+        assert {k.split("/")[1] for k in manifest["archive_files"]} == {f"batch={FIRST_BATCH}", f"batch={batch}"}
         assert ds.dataset(f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet",
                           partitioning="hive").to_table().num_rows == len(unique)
     finally:

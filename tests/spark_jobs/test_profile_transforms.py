@@ -370,3 +370,50 @@ def test_profiles_doc_holds_the_generated_field_table(project_root):
     assert PROFILE_DOCS_PATH == project_root / "docs" / "profiles.md"
     assert profile_docs_table() in text
     assert docs_with_field_table(text) == text, "run: python -m ecommerce_profiles.schemas"
+
+
+# ---------------------------------------------------------------------------------------------
+# Incremental profiles: an earlier snapshot carried forward equals a full rebuild
+# ---------------------------------------------------------------------------------------------
+def test_incremental_profiles_equal_a_full_rebuild(spark, tmp_path):
+    """Generated events over ten days with few users (so many return): the snapshot of day 6
+    built from what the archive held then, carried forward to day 9 with the run's late events
+    of earlier days and the archive's later days, is the full rebuild of day 9, column for column."""
+    from ecommerce_profiles.generator import write_events_csv
+    from ecommerce_profiles.spark_jobs.profile_transforms import changed_users, incremental_profiles
+
+    csv = tmp_path / "events.csv"
+    write_events_csv(csv, 4_000, seed=5, start="2020-10-01", end="2020-10-10", n_users=300, duplicate_rate=0)
+    archive = with_event_date(dedupe_events(read_events_csv(spark, str(csv)))).cache()
+    previous, snapshot = dt.date(2020, 10, 6), dt.date(2020, 10, 9)
+    # The run delivers the events of one in seven users late: dated up to the previous snapshot,
+    # but not in the archive when that snapshot was built.
+    late = archive.where((F.col("event_date") <= F.lit(previous)) & (F.col("user_id") % 7 == 0))
+    archived_then = archive.subtract(late)
+    run_events = late.unionByName(archive.where(F.col("event_date") == F.lit(snapshot)))
+    assert late.count() > 0 and archive.where(F.col("event_date") > F.lit(snapshot)).count() > 0
+
+    previous_profiles = build_profiles(archived_then, previous).cache()
+    profile_events = events_up_to(archive, snapshot)
+    changed = changed_users(profile_events, run_events, previous)
+    history = profile_events.join(changed, "user_id", "left_semi")
+    incremental = incremental_profiles(previous_profiles, previous, history, snapshot)
+
+    full = build_profiles(archive, snapshot)
+    untouched = previous_profiles.join(changed, "user_id", "left_anti").count()
+    assert 0 < untouched < previous_profiles.count()  # both paths of the merge are exercised
+    assert full.where(F.col("purchases") > 0).select("m_score").distinct().count() == 5
+    assertSchemaEqual(incremental.schema, PROFILE_SCHEMA)
+    assertDataFrameEqual(incremental, full, rtol=1e-12)
+
+
+def test_changed_users_are_those_with_later_events_or_late_ones(spark):
+    from ecommerce_profiles.spark_jobs.profile_transforms import changed_users
+
+    rows = [event("2020-10-01 10:00:00", "view", 1, user_id=1),   # only before: unchanged
+            event("2020-10-03 10:00:00", "view", 2, user_id=2),   # after the previous snapshot
+            event("2020-10-01 11:00:00", "view", 3, user_id=3)]   # before, but delivered late by this run
+    archive = with_event_date(events_df(spark, rows))
+    run_events = archive.where(F.col("user_id") == 3)
+    changed = changed_users(archive, run_events, dt.date(2020, 10, 2))
+    assert sorted(r.user_id for r in changed.collect()) == [2, 3]

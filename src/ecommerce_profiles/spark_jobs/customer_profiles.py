@@ -47,14 +47,18 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ecommerce_profiles import lake
+from ecommerce_profiles import lake, profile_manifest, schemas
 from ecommerce_profiles.lake import BATCH_PARTITION
 from ecommerce_profiles.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, spark_schema
+from ecommerce_profiles.spark_jobs import profile_transforms
 from ecommerce_profiles.spark_jobs.profile_transforms import (
     ARCHIVE_SCHEMA,
     EVENT_DATE,
     IS_VALID,
+    PROFILE_SCHEMA,
     build_profiles,
+    changed_users,
+    incremental_profiles,
     collapse_duplicates,
     counts_by_date,
     parse_kafka_records,
@@ -62,14 +66,22 @@ from ecommerce_profiles.spark_jobs.profile_transforms import (
 )
 from ecommerce_profiles.spark_jobs.archive_transforms import (
     BATCHED_ARCHIVE_SCHEMA,
-    archive_partitions,
     archived_by_other_batches,
     not_yet_archived,
     profile_input,
     with_batch,
 )
 from ecommerce_profiles.spark_jobs.spark_conf import es_write_options, kafka_batch_options
-from ecommerce_profiles.spark_jobs.spark_io import delete_matching, delete_path, path_exists, scaled_shuffle_partitions, write_summary
+from ecommerce_profiles.spark_jobs.spark_io import (
+    ARCHIVE_BYTES_PER_EVENT,
+    delete_matching,
+    delete_path,
+    list_files,
+    read_text,
+    scaled_shuffle_partitions,
+    write_summary,
+    write_text,
+)
 
 LOG = logging.getLogger("customer_profiles")
 # Parquet files of the snapshot and concurrent Elasticsearch bulk writers: the snapshot is
@@ -91,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--es-nodes", required=True, help="http://host:port")
     parser.add_argument("--es-index", required=True, help="existing index with the profile mapping")
     parser.add_argument("--summary-uri", required=True, help="where the JSON summary goes: a URI, or a key in the lake")
+    parser.add_argument("--full-rebuild", action="store_true",
+                        help="build every profile from the archive even when an earlier snapshot could be carried forward")
     args = parser.parse_args(argv)
     args.lake_uri = args.lake_uri.rstrip("/")
     if "://" not in args.summary_uri:
@@ -194,18 +208,48 @@ class RecordCountError(RuntimeError):
     """What Spark read does not match what was produced: nothing is written."""
 
 
-def archive_state(spark: SparkSession, archive_uri: str) -> tuple[DataFrame | None, set[tuple[str, str]]]:
-    """The archive as a DataFrame (None when empty) and its (event_date, batch) partitions."""
-    if not path_exists(spark, archive_uri):
-        return None, set()
-    archive = spark.read.schema(BATCHED_ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(archive_uri)
-    partitions = archive_partitions(archive.inputFiles())
-    return (archive if partitions else None), partitions
+def archive_partitions_now(spark: SparkSession, archive_uri: str) -> tuple[dict[str, int], set[tuple[str, str]]]:
+    """The archive's data files ({relative path: size}) and their (event_date, batch) partitions."""
+    files = profile_manifest.archive_files(list_files(spark, archive_uri))
+    return files, {profile_manifest.archive_file_key(path) for path in files}
+
+
+def read_archive(spark: SparkSession, archive_uri: str, dates: list[str] | None = None) -> DataFrame:
+    """The archive (or only the given dates' folders: Spark then lists just those)."""
+    paths = [f"{archive_uri}/{EVENT_DATE}={d}" for d in dates] if dates is not None else [archive_uri]
+    return spark.read.schema(BATCHED_ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(*paths)
 
 
 def delete_partitions(spark: SparkSession, archive_uri: str, partitions: list[tuple[str, str]]) -> None:
     for event_date, batch in partitions:
         delete_path(spark, f"{archive_uri}/{EVENT_DATE}={event_date}/{BATCH_PARTITION}={batch}")
+
+
+def profile_logic_version() -> str:
+    """The version of the code that defines a profile (see profile_manifest)."""
+    return profile_manifest.logic_version(profile_transforms.__file__, schemas.__file__)
+
+
+def manifest_uri(lake_uri: str, snapshot: str) -> str:
+    return f"{lake_uri}/{lake.profile_manifest_key(snapshot)}"
+
+
+def choose_profile_build(spark: SparkSession, args: argparse.Namespace, files: dict[str, int]) -> profile_manifest.Decision:
+    """Carry the latest earlier snapshot forward when its manifest allows it (and its Parquet
+    still holds the rows it recorded), otherwise build every profile from the archive."""
+    if args.full_rebuild:
+        return profile_manifest.Decision(False, "a full rebuild was asked for (--full-rebuild)")
+    snapshot = args.snapshot_date.isoformat()
+    names = [path.rsplit("/", 1)[-1] for path in list_files(spark, f"{args.lake_uri}/{lake.profile_manifests_key()}")]
+    previous_date = profile_manifest.previous_snapshot_date(names, snapshot)
+    previous = json.loads(read_text(spark, manifest_uri(args.lake_uri, previous_date))) if previous_date else None
+    decision = profile_manifest.decide(previous, files, args.batch_id, snapshot, profile_logic_version())
+    if decision.incremental:
+        rows = spark.read.schema(PROFILE_SCHEMA).parquet(f"{args.lake_uri}/{lake.snapshot_key(previous_date)}").count()
+        if rows != previous["profiles"]:
+            return profile_manifest.Decision(False, f"the snapshot of {previous_date} holds {rows} profiles, "
+                                                    f"its manifest {previous['profiles']}", previous_date)
+    return decision
 
 
 def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dict:
@@ -259,9 +303,10 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         # globbing readers; one archive write runs at a time (build_profiles is serialized).
         for leftover in (".spark-staging-*", "_temporary"):
             delete_matching(spark, f"{archive_uri}/{leftover}")
-        archive, partitions = archive_state(spark, archive_uri)
-        other_dates = {d for d, b in partitions if b != args.batch_id and d in set(run_dates)}
-        elsewhere = archived_by_other_batches(archive, args.batch_id, other_dates) if other_dates else None
+        _, partitions = archive_partitions_now(spark, archive_uri)
+        other_dates = sorted({d for d, b in partitions if b != args.batch_id and d in set(run_dates)})
+        elsewhere = (archived_by_other_batches(read_archive(spark, archive_uri, other_dates), args.batch_id, other_dates)
+                     if other_dates else None)
         # Cached: written to the lake, counted, and the run's part of the profile input.
         new_events = not_yet_archived(events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
         new_per_date = {r[EVENT_DATE].isoformat(): r["count"]
@@ -288,27 +333,52 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
              summary["events_archived"], args.batch_id, len(new_per_date))
 
     with timer.stage("read_archive"):
-        if archive is not None:  # a fresh read: other runs' partitions as they are now
-            archive = spark.read.schema(BATCHED_ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(archive_uri)
+        # One listing of the archive as the profiles will read it: its files decide whether the
+        # previous snapshot can be carried forward, and they are recorded in this snapshot's manifest.
+        files, partitions = archive_partitions_now(spark, archive_uri)
+        others = any(batch != args.batch_id for _, batch in partitions)
+        archive = read_archive(spark, archive_uri) if others else None
         profile_events = profile_input(archive, new_events, args.batch_id, snapshot)
-        totals = profile_events.agg(F.count(F.lit(1)).alias("events"), F.countDistinct(EVENT_DATE).alias("dates")).first()
-        summary["archive_events_total"] = totals["events"]
-        summary["archive_dates_total"] = totals["dates"]
-    LOG.info("archive up to %s: %d events over %d dates", snapshot, totals["events"], totals["dates"])
+        profiled_files = {path: size for path, size in files.items() if profile_manifest.archive_file_key(path)[0] <= snapshot}
+        summary["archive_dates_total"] = len({profile_manifest.archive_file_key(path)[0] for path in profiled_files})
+        decision = choose_profile_build(spark, args, files)
+        summary["profile_build"] = {"mode": "incremental" if decision.incremental else "full",
+                                    "reason": decision.reason, "previous_snapshot": decision.previous_snapshot}
+    LOG.info("profiles %s: %s", summary["profile_build"]["mode"], decision.reason)
 
     with timer.stage("build_and_write_snapshot"):
-        summary["shuffle_partitions"] = scaled_shuffle_partitions(spark, summary["archive_events_total"])
+        if decision.incremental:
+            previous_snapshot = date.fromisoformat(decision.previous_snapshot)
+            changed = changed_users(profile_events, new_events, previous_snapshot).persist(StorageLevel.MEMORY_AND_DISK)
+            summary["profile_build"]["changed_users"] = changed.count()
+            history = profile_events.join(F.broadcast(changed), "user_id", "left_semi")
+            previous = spark.read.schema(PROFILE_SCHEMA).parquet(
+                f"{args.lake_uri}/{lake.snapshot_key(decision.previous_snapshot)}")
+            profiles = incremental_profiles(previous, previous_snapshot, history, args.snapshot_date)
+        else:
+            estimate = sum(profiled_files.values()) // ARCHIVE_BYTES_PER_EVENT
+            summary["shuffle_partitions"] = scaled_shuffle_partitions(spark, estimate)
+            profiles = build_profiles(profile_events, args.snapshot_date)
         # Cached: the snapshot, the counts and Elasticsearch all get exactly these rows, and the
         # aggregation runs once.
-        profiles = check_profile_schema(build_profiles(profile_events, args.snapshot_date)).persist(StorageLevel.MEMORY_AND_DISK)
+        profiles = check_profile_schema(profiles).persist(StorageLevel.MEMORY_AND_DISK)
+        # The manifest goes first and comes back last: a snapshot without one is never carried forward.
+        delete_path(spark, manifest_uri(args.lake_uri, snapshot))
         profiles.coalesce(SNAPSHOT_PARTITIONS).write.mode("overwrite").parquet(snapshot_uri)
         new_events.unpersist()
 
     with timer.stage("count_profiles"):
-        counts = profiles.agg(F.count(F.lit(1)).alias("profiles"), F.countDistinct("user_id").alias("users")).first()
+        counts = profiles.agg(F.count(F.lit(1)).alias("profiles"), F.countDistinct("user_id").alias("users"),
+                              F.sum("events").alias("events")).first()
         summary["profiles"] = counts["profiles"]
         summary["distinct_users"] = counts["users"]
-    LOG.info("snapshot %s: %d profiles, %d distinct users", snapshot_uri, counts["profiles"], counts["users"])
+        # The archive holds each event once, so the profiles' events are every archived event up to the snapshot.
+        summary["archive_events_total"] = counts["events"] or 0
+        manifest = profile_manifest.build_manifest(snapshot, files, profile_logic_version(), counts["profiles"],
+                                                   summary["profile_build"]["mode"])
+        write_text(spark, manifest_uri(args.lake_uri, snapshot), json.dumps(manifest, indent=1) + "\n")
+    LOG.info("snapshot %s: %d profiles, %d distinct users, %d events over %d dates", snapshot_uri, counts["profiles"],
+             counts["users"], summary["archive_events_total"], summary["archive_dates_total"])
 
     with timer.stage("write_elasticsearch"):
         (

@@ -39,6 +39,15 @@ MICROS_PER_SECOND = 1_000_000
 # Prices are USD with two decimals; money is summed as exact decimals so that the sum (and the
 # revenue ranking behind m_score) does not depend on the order rows are added in.
 MONEY = "decimal(18,2)"
+AMOUNT_TOTAL = "decimal(38,2)"  # a user's purchase total, exact
+# The RFM inputs kept beside the activity features (activity_profiles).
+LAST_PURCHASE_DATE = "last_purchase_date"
+PURCHASE_AMOUNT = "purchase_amount"
+# The profile fields computed from the snapshot date (with_snapshot_features); the rest describe
+# the user's events alone.
+SNAPSHOT_FEATURES = ("snapshot_date", "tenure_days", "recency_days", "days_since_last_purchase",
+                     "r_score", "f_score", "m_score", "rfm_segment")
+ACTIVITY_COLUMNS = [f.name for f in PROFILE_FIELDS if f.name not in SNAPSHOT_FEATURES]
 
 # A timestamp string is only trusted with an explicit zone (`Z`, `+hh:mm`, ` UTC`): Spark's cast
 # would read a zoneless string in the session time zone.
@@ -265,15 +274,13 @@ def _heaviest(facet: str, weight: str) -> Column:
     return F.min(_in(facet, F.when(F.col(weight) > 0, entry)))
 
 
-# Feature families: each returns aggregate expressions over one user's facet sub-totals.
-def time_features(snapshot_date: dt.date) -> list[Column]:
-    snapshot = F.lit(snapshot_date)
-    first_seen, last_seen = F.min(_in("date", "first_time")), F.max(_in("date", "last_time"))
+# Feature families: each returns aggregate expressions over one user's facet sub-totals. None of
+# them depends on the snapshot date (with_snapshot_features adds those), so an earlier snapshot's
+# row of a user without new events can be carried forward (incremental_profiles).
+def time_features() -> list[Column]:
     return [
-        first_seen.alias("first_seen"),
-        last_seen.alias("last_seen"),
-        F.datediff(snapshot, _utc_date(first_seen)).alias("tenure_days"),
-        F.datediff(snapshot, _utc_date(last_seen)).alias("recency_days"),
+        F.min(_in("date", "first_time")).alias("first_seen"),
+        F.max(_in("date", "last_time")).alias("last_seen"),
         F.count(_in("date", F.lit(1))).alias("active_days"),
     ]
 
@@ -334,31 +341,45 @@ def habit_features() -> list[Column]:
     ]
 
 
+def rfm_inputs() -> list[Column]:
+    """The RFM ranking inputs that the profile row does not hold as such."""
+    purchase_date = F.when(F.col("purchase_events") > 0, F.col("key"))  # ISO date keys sort as dates
+    return [
+        F.max(_in("date", purchase_date)).cast("date").alias(LAST_PURCHASE_DATE),
+        _total("purchase_amount").cast(AMOUNT_TOTAL).alias(PURCHASE_AMOUNT),
+    ]
+
+
+def activity_profiles(events: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
+    """Per user with an event up to ``snapshot_date``: every feature that does not depend on the
+    snapshot date, plus LAST_PURCHASE_DATE and PURCHASE_AMOUNT (the RFM inputs)."""
+    prepared = _prepare(events, _as_date(snapshot_date))
+    return facet_subtotals(prepared).groupBy("user_id").agg(
+        *time_features(),
+        *session_features(),
+        *funnel_features(),
+        *money_features(),
+        *affinity_features(),
+        *habit_features(),
+        *rfm_inputs(),
+    )
+
+
 def _quintile(order: Column, purchasers: Column) -> Column:
     """1 + floor(5 * (rank - 1) / n): RANK() gives ties the same (lowest) rank, hence the same score."""
     rank = F.rank().over(Window.orderBy(order))
     return (1 + F.floor((rank - 1) * RFM_QUINTILES / purchasers)).cast("int")
 
 
-def rfm_features(events: DataFrame, snapshot_date: dt.date) -> DataFrame:
-    """RFM inputs and scores of the snapshot's purchasing customers (one row each)."""
-    purchasers = (
-        events.where(_is("purchase"))
-        .groupBy("user_id")
-        .agg(
-            F.datediff(F.lit(snapshot_date), F.max("event_date")).alias("days_since_last_purchase"),
-            F.count(F.lit(1)).alias("purchase_count"),
-            F.sum("amount").alias("purchase_amount"),
-        )
-    )
+def rfm_scores(dated: DataFrame) -> DataFrame:
+    """r/f/m quintiles of the purchasing customers (one row each) among all of them."""
     # The quintiles rank all purchasers together (one partition); the rows are small.
     n = F.count(F.lit(1)).over(Window.partitionBy())
-    return purchasers.select(
+    return dated.where(F.col("purchases") > 0).select(
         "user_id",
-        "days_since_last_purchase",
         _quintile(F.col("days_since_last_purchase").desc(), n).alias("r_score"),
-        _quintile(F.col("purchase_count").asc(), n).alias("f_score"),
-        _quintile(F.col("purchase_amount").asc(), n).alias("m_score"),
+        _quintile(F.col("purchases").asc(), n).alias("f_score"),
+        _quintile(F.col(PURCHASE_AMOUNT).asc(), n).alias("m_score"),
     )
 
 
@@ -376,27 +397,64 @@ def rfm_segment(r: Column, f: Column, m: Column, purchases: Column, carts: Colum
     )
 
 
+def with_snapshot_features(activity: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
+    """activity_profiles rows -> profiles (PROFILE_SCHEMA) as of ``snapshot_date``: the features
+    measured from the snapshot date (tenure, recency, days since the last purchase) and the RFM
+    quintiles, which rank every purchaser of the snapshot together."""
+    snapshot = F.lit(_as_date(snapshot_date))
+    dated = activity.withColumns({
+        "snapshot_date": snapshot,
+        "tenure_days": F.datediff(snapshot, _utc_date(F.col("first_seen"))),
+        "recency_days": F.datediff(snapshot, _utc_date(F.col("last_seen"))),
+        "days_since_last_purchase": F.datediff(snapshot, F.col(LAST_PURCHASE_DATE)),  # null without purchases
+    })
+    # Customers without purchases are not ranked: their scores are 0.
+    profiles = dated.join(rfm_scores(dated), "user_id", "left").fillna(0, subset=["r_score", "f_score", "m_score"])
+    segment = rfm_segment(*(F.col(c) for c in ("r_score", "f_score", "m_score", "purchases", "carts")))
+    return _declare(profiles.withColumn("rfm_segment", segment), PROFILE_SCHEMA)
+
+
 def build_profiles(events: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
     """One profile per user with an event at or before the end of ``snapshot_date`` (UTC).
 
     ``events`` are typed events (parse_kafka_events / read_events_csv); extra columns such as
     event_date are ignored. The result has exactly PROFILE_SCHEMA (src/ecommerce_profiles/schemas.py).
-    ``events`` is read twice (all events, then purchases for the RFM ranks): cache it when it is
-    expensive to recompute.
     """
-    snapshot = _as_date(snapshot_date)
-    prepared = _prepare(events, snapshot)
-    per_user = facet_subtotals(prepared).groupBy("user_id").agg(
-        *time_features(snapshot),
-        *session_features(),
-        *funnel_features(),
-        *money_features(),
-        *affinity_features(),
-        *habit_features(),
+    return with_snapshot_features(activity_profiles(events, snapshot_date), snapshot_date)
+
+
+# ---------------------------------------------------------------------------------------------
+# Incremental profiles. A user without events after an earlier snapshot P (and without late
+# events of dates <= P) has the same events up to D as up to P: their activity columns are P's,
+# and only the snapshot-date features and the RFM ranks need recomputing. The job decides when
+# P's snapshot may be used (ecommerce_profiles.profile_manifest: the archive up to P unchanged).
+# ---------------------------------------------------------------------------------------------
+def carried_forward(previous_profiles: DataFrame, previous_snapshot: dt.date | str) -> DataFrame:
+    """A snapshot's profile rows -> their activity_profiles rows."""
+    previous = F.lit(_as_date(previous_snapshot))
+    purchased = F.col("purchases") > 0
+    return previous_profiles.select(
+        *ACTIVITY_COLUMNS,
+        F.date_sub(previous, F.col("days_since_last_purchase")).alias(LAST_PURCHASE_DATE),
+        # revenue is the exact cent sum as a double: casting back recovers the cents exactly
+        # (doubles hold every cent amount below 2^53 cents).
+        F.when(purchased, F.col("revenue").cast(AMOUNT_TOTAL)).alias(PURCHASE_AMOUNT),
     )
-    # Customers without purchases are not ranked: their scores are 0.
-    profiles = per_user.join(rfm_features(prepared, snapshot), "user_id", "left").fillna(
-        0, subset=["r_score", "f_score", "m_score"]
-    )
-    segment = rfm_segment(*(F.col(c) for c in ("r_score", "f_score", "m_score", "purchases", "carts")))
-    return _declare(profiles.withColumns({"snapshot_date": F.lit(snapshot), "rfm_segment": segment}), PROFILE_SCHEMA)
+
+
+def changed_users(profile_events: DataFrame, run_events: DataFrame, previous_snapshot: dt.date | str) -> DataFrame:
+    """user_id of everyone whose events up to the new snapshot differ from those up to
+    ``previous_snapshot``: events dated after it (any batch) and the run's late events before it."""
+    previous = F.lit(_as_date(previous_snapshot))
+    later = profile_events.where(F.col(EVENT_DATE) > previous).select("user_id")
+    late = run_events.where(F.col(EVENT_DATE) <= previous).select("user_id")
+    return later.unionByName(late).distinct()
+
+
+def incremental_profiles(previous_profiles: DataFrame, previous_snapshot: dt.date | str,
+                         changed_history: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
+    """build_profiles(all events, snapshot_date) from an earlier snapshot's profiles and the whole
+    history of the users who changed since (``changed_history``: their events up to the snapshot)."""
+    changed = activity_profiles(changed_history, snapshot_date)
+    kept = carried_forward(previous_profiles, previous_snapshot).join(changed.select("user_id"), "user_id", "left_anti")
+    return with_snapshot_features(kept.unionByName(changed), snapshot_date)

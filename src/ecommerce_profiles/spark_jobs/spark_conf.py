@@ -194,6 +194,10 @@ def job_conf(
         # Spark splits or falls back instead (Spark's docs recommend it on HotSpot): -20% on
         # the profile stage at 885k events.
         "spark.sql.codegen.hugeMethodLimit": "8000",
+        # The driver lists the archive's folders itself: above 32 folders (one per event date)
+        # Spark would run a listing job of one task per folder, seconds of task overhead for
+        # what is a few milliseconds per LIST on the object store.
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
         # Parquet timestamps as INT64 micros (Spark's default is legacy INT96) so DuckDB and
         # pyarrow read them as-is.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
