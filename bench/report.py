@@ -373,9 +373,20 @@ DAILY_ROWS = (
     ("daily_spark_startup_s", "  of which JVM + session start-up", "s"),
     ("daily_cpu_s", "CPU seconds of the DAG run (airflow + spark-submit process tree; load-robust)", "s"),
     ("daily_counts_match", "job's counts = the scenario's expected counts", ""),
+    ("daily_profile_build", "how the drop's profiles were built", ""),
+    ("daily_previous_job_s", "the day before: every profile rebuilt from the archive (spark-submit, for comparison)", "s"),
     ("daily_rerun_job_s", "the same job re-run by spark-submit on the drop's offsets", "s"),
     ("daily_rerun_cpu_s", "  its CPU seconds (spark-submit tree)", "s"),
 )
+
+
+def profile_build_text(build: dict[str, Any] | None) -> str | None:
+    """"incremental from <date>: N changed users" or "full: <reason>"."""
+    if not build:
+        return None
+    if build.get("mode") == "incremental":
+        return f"incremental from {build.get('previous_snapshot')}: {build.get('changed_users', 0):,} changed users"
+    return f"full ({build.get('reason')})"
 
 
 def daily_section(daily: list[dict[str, Any]]) -> str:
@@ -388,8 +399,11 @@ def daily_section(daily: list[dict[str, Any]]) -> str:
            "| | " + " | ".join(f"{r['archive_days']} days × {r['daily_events']:,} events"
                                + (f" {UNDER_LOAD}" if under_load(r) else "") for r in daily) + " |",
            "|---|" + "---:|" * len(daily)]
+    def cell(r: dict[str, Any], key: str) -> Any:
+        return profile_build_text(r.get("daily_profile_build")) if key == "daily_profile_build" else r.get(key)
+
     for key, label, unit in DAILY_ROWS:
-        out.append(f"| {label}{f' ({unit})' if unit else ''} | " + " | ".join(_fmt(r.get(key), unit) for r in daily) + " |")
+        out.append(f"| {label}{f' ({unit})' if unit else ''} | " + " | ".join(_fmt(cell(r, key), unit) for r in daily) + " |")
     tasks = list(dict.fromkeys(t for r in daily for t in (r.get("daily_task_s") or {})))
     for task in tasks:
         out.append(f"| task `{task}` (s) | " + " | ".join(_fmt((r.get("daily_task_s") or {}).get(task), "s") for r in daily) + " |")

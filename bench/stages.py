@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -197,6 +198,7 @@ def stage_spark(*, topic: str, offsets: Mapping[str, str], expected: int, bucket
         "spark_events_archived": summary["events_archived"],
         "es_indexed_docs": indexed,
         "es_spark_docs_per_s": analysis.es_docs_per_s(summary, indexed),
+        "spark_profile_build": summary.get("profile_build"),
         "spark_extra_conf": dict(extra_conf or {}),
         "spark_job_sha256": job_digest,
         # where the job's CPU went, by thread: JIT compilers, task threads, GC, the Python driver
@@ -316,6 +318,23 @@ def stage_dag(csv_path: Path, root: Path, *, topic: str, bucket: str, alias: str
     return out
 
 
+def previous_snapshot(topic: str, bucket: str, alias: str, run_date: str, root: Path) -> dict[str, Any]:
+    """The day before the drop, as a daily deployment has it: the profile job run with nothing
+    new to archive (an empty offset range, a batch of its own) rebuilds every profile of the
+    previous day from the archive and leaves that snapshot and its manifest behind. Today's run
+    can then carry it forward; this run's time is the full rebuild's."""
+    from ecommerce_profiles.spark_jobs.spark_conf import offsets_json
+
+    previous_date = (date.fromisoformat(run_date) - timedelta(days=1)).isoformat()
+    nothing = offsets_json(topic, dict.fromkeys(services.create_topic(topic), 0))
+    out = stage_spark(topic=topic, offsets={"starting_offsets": nothing, "ending_offsets": nothing}, expected=0,
+                      bucket=bucket, index=f"{alias}_previous", snapshot_date=previous_date, run_date=previous_date,
+                      batch_id="bench-previous-day", log_dir=root, name="previous-snapshot-job")
+    say(f"daily: the snapshot of {previous_date} rebuilt in full in {out['spark_job_s']:.1f}s "
+        f"({out['spark_profile_build']['mode']}); stages {out['spark_stage_s']}")
+    return out
+
+
 def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, topic: str, bucket: str,
                 alias: str) -> dict[str, Any]:
     """One day's drop through the whole DAG with the scenario's archive behind it."""
@@ -328,6 +347,7 @@ def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, 
     say(f"daily: archive of {scenario['archive_days']} days ({scenario['archive_events']:,} events, "
         f"{files} files, {size / 1e6:,.1f} MB) uploaded to {bucket} in {upload_s}s")
     run_date = scenario["run_date"]
+    previous = previous_snapshot(topic, bucket, alias, run_date, root)
     install_drop(scenario_dir, Path(env["PIPELINE_DATA_DIR"]), run_date)
     run = run_dag(env, run_date, None, root / "daily-dag.log")
     summary = run["spark_summary"]
@@ -346,6 +366,11 @@ def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, 
         "daily_counts": job["counts"],
         "daily_counts_expected": scenario["expected"],
         "daily_counts_match": all(summary[k] == v for k, v in scenario["expected"].items()),
+        "daily_profile_build": summary.get("profile_build"),
+        "daily_previous_job_s": previous["spark_job_s"],
+        "daily_previous_stage_s": previous["spark_stage_s"],
+        "daily_previous_thread_cpu_s": previous["spark_thread_cpu_s"],
+        "daily_previous_profile_build": previous["spark_profile_build"],
         "daily_archive_upload": {"files": files, "bytes": size},
         "archive_upload_s": upload_s,
         "_offsets": {"starting_offsets": json.dumps(summary["starting_offsets"]),

@@ -148,3 +148,25 @@ def test_staging_is_empty_and_every_run_kept_its_evidence(week):
     assert latest["rows_read"] == latest["rows_accepted"] + latest["rows_quarantined"]
     # the rerun found all of its events already archived by itself: nothing new, nothing lost
     assert latest["events_archived"] + latest["already_archived"] + latest["duplicates_in_run"] == latest["events_produced"]
+
+
+def test_each_run_carried_the_previous_snapshot_forward_only_when_the_archive_allowed(week):
+    """Profiles are rebuilt from the previous snapshot when nothing up to it changed since it was
+    built, and from the whole archive otherwise; the final profiles (checked above) are exact."""
+    pipeline = week["pipeline"]
+    built: dict[str, list[tuple[str, str | None]]] = {}
+    for key in sorted(k for k in lake_keys(pipeline.bucket, "runs/") if k.endswith("/spark_summary.json")):
+        summary = lake_json(pipeline.bucket, key)
+        build = summary["profile_build"]
+        built.setdefault(summary["snapshot_date"], []).append(
+            (build["mode"], build["previous_snapshot"] if build["mode"] == "incremental" else None))
+    d1, d2, d3, d4, d5, d6, d7 = DAYS
+    assert built == {
+        d1: [("full", None)],                       # nothing before it
+        d2: [("incremental", d1)],
+        d3: [("incremental", d2), ("incremental", d2)],  # the rerun replaces a batch D2 never held
+        d5: [("incremental", d3)],                  # D4 not run yet: D3 is the latest snapshot
+        d4: [("full", None)],                       # D5's late events of D3 changed the archive up to D3
+        d6: [("full", None)],                       # D4's late events changed the archive up to D5
+        d7: [("incremental", d6)],
+    }

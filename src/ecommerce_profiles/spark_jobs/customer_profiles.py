@@ -56,13 +56,14 @@ from ecommerce_profiles.spark_jobs.profile_transforms import (
     EVENT_DATE,
     IS_VALID,
     PROFILE_SCHEMA,
-    build_profiles,
+    activity_profiles,
     changed_users,
-    incremental_profiles,
+    incremental_activity,
     collapse_duplicates,
     counts_by_date,
     parse_kafka_records,
     valid_events,
+    with_snapshot_features,
 )
 from ecommerce_profiles.spark_jobs.archive_transforms import (
     BATCHED_ARCHIVE_SCHEMA,
@@ -347,25 +348,37 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
     LOG.info("profiles %s: %s", summary["profile_build"]["mode"], decision.reason)
 
     with timer.stage("build_and_write_snapshot"):
+        # The aggregation's input is the archive up to the snapshot (full) or the changed users'
+        # share of it (incremental): sized from the files, as the whole is the upper bound.
+        summary["shuffle_partitions"] = scaled_shuffle_partitions(
+            spark, sum(profiled_files.values()) // ARCHIVE_BYTES_PER_EVENT)
+        scratch = [new_events]  # unpersisted once the profiles are cached and written
         if decision.incremental:
             previous_snapshot = date.fromisoformat(decision.previous_snapshot)
             changed = changed_users(profile_events, new_events, previous_snapshot).persist(StorageLevel.MEMORY_AND_DISK)
+            scratch += [changed]
             summary["profile_build"]["changed_users"] = changed.count()
             history = profile_events.join(F.broadcast(changed), "user_id", "left_semi")
+            # Cached: small (the changed users), and both sides of the merge use it.
+            changed_activity = activity_profiles(history, args.snapshot_date).persist(StorageLevel.MEMORY_AND_DISK)
+            scratch += [changed_activity]
             previous = spark.read.schema(PROFILE_SCHEMA).parquet(
                 f"{args.lake_uri}/{lake.snapshot_key(decision.previous_snapshot)}")
-            profiles = incremental_profiles(previous, previous_snapshot, history, args.snapshot_date)
+            activity = incremental_activity(previous, previous_snapshot, changed_activity)
         else:
-            estimate = sum(profiled_files.values()) // ARCHIVE_BYTES_PER_EVENT
-            summary["shuffle_partitions"] = scaled_shuffle_partitions(spark, estimate)
-            profiles = build_profiles(profile_events, args.snapshot_date)
+            activity = activity_profiles(profile_events, args.snapshot_date)
+        # Cached: the RFM ranks and the profile rows both read every user's activity.
+        activity = activity.persist(StorageLevel.MEMORY_AND_DISK)
+        scratch += [activity]
+        profiles = with_snapshot_features(activity, args.snapshot_date)
         # Cached: the snapshot, the counts and Elasticsearch all get exactly these rows, and the
         # aggregation runs once.
         profiles = check_profile_schema(profiles).persist(StorageLevel.MEMORY_AND_DISK)
         # The manifest goes first and comes back last: a snapshot without one is never carried forward.
         delete_path(spark, manifest_uri(args.lake_uri, snapshot))
         profiles.coalesce(SNAPSHOT_PARTITIONS).write.mode("overwrite").parquet(snapshot_uri)
-        new_events.unpersist()
+        for frame in scratch:
+            frame.unpersist()
 
     with timer.stage("count_profiles"):
         counts = profiles.agg(F.count(F.lit(1)).alias("profiles"), F.countDistinct("user_id").alias("users"),

@@ -451,10 +451,20 @@ def changed_users(profile_events: DataFrame, run_events: DataFrame, previous_sna
     return later.unionByName(late).distinct()
 
 
+def incremental_activity(previous_profiles: DataFrame, previous_snapshot: dt.date | str,
+                         changed_activity: DataFrame) -> DataFrame:
+    """activity_profiles of every user as of a later snapshot: the earlier snapshot's rows of the
+    users who did not change, and ``changed_activity`` (activity_profiles over the changed users'
+    whole history up to the later snapshot)."""
+    kept = carried_forward(previous_profiles, previous_snapshot).join(
+        changed_activity.select("user_id"), "user_id", "left_anti")
+    return kept.unionByName(changed_activity)
+
+
 def incremental_profiles(previous_profiles: DataFrame, previous_snapshot: dt.date | str,
                          changed_history: DataFrame, snapshot_date: dt.date | str) -> DataFrame:
     """build_profiles(all events, snapshot_date) from an earlier snapshot's profiles and the whole
-    history of the users who changed since (``changed_history``: their events up to the snapshot)."""
+    history of the users who changed since (``changed_history``: their events up to the snapshot).
+    The job composes the same steps itself to cache between them."""
     changed = activity_profiles(changed_history, snapshot_date)
-    kept = carried_forward(previous_profiles, previous_snapshot).join(changed.select("user_id"), "user_id", "left_anti")
-    return with_snapshot_features(kept.unionByName(changed), snapshot_date)
+    return with_snapshot_features(incremental_activity(previous_profiles, previous_snapshot, changed), snapshot_date)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import re
 import sys
 import time
 
@@ -53,14 +52,9 @@ from ecommerce_profiles.spark_jobs.label_transforms import (
 )
 from ecommerce_profiles.spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
 from ecommerce_profiles.spark_jobs.profile_transforms import EVENT_DATE
-from ecommerce_profiles.spark_jobs.spark_io import hadoop_path, scaled_shuffle_partitions, write_summary
+from ecommerce_profiles.spark_jobs.spark_io import list_files, scaled_shuffle_partitions, write_summary
 
 LOG = logging.getLogger("training_set")
-_ARCHIVE_FILE = re.compile(
-    # Anchored at the archive root: files left in a crashed write's hidden .spark-staging-* folder
-    # (same partition names below it) are not archive files.
-    rf"(^|/){lake.ARCHIVE_PREFIX}/{lake.EVENT_DATE_PARTITION}=(\d{{4}}-\d{{2}}-\d{{2}})/{lake.BATCH_PARTITION}=[^/]+/[^/]+\.parquet$"
-)
 OUTPUT_FILES = 2  # one row per user: small
 EXIT_NOT_READY = 3
 
@@ -95,26 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ------------------------------------------------------------------------------------ I/O --
 def archive_event_dates(spark: SparkSession, archive_uri: str) -> list[dt.date]:
-    """The distinct event dates that hold at least one Parquet file (sorted), from a listing."""
-    path, fs = hadoop_path(spark, archive_uri)
-    if not fs.exists(path):
-        return []
-    paths = []
-    files = fs.listFiles(path, True)  # recursive: one paged listing on S3
-    while files.hasNext():
-        paths.append(files.next().getPath().toString())
-    return event_dates_from_paths(paths)
-
-
-def event_dates_from_paths(paths) -> list[dt.date]:
-    """Sorted distinct event dates of archive Parquet files (``.../event_date=D/batch=B/x.parquet``
-    paths or S3 keys). A date folder without a Parquet file (an empty directory marker) is no date."""
-    dates = set()
-    for path in paths:
-        match = _ARCHIVE_FILE.search("/" + path)
-        if match:
-            dates.add(dt.date.fromisoformat(match.group(2)))
-    return sorted(dates)
+    """The distinct event dates that hold at least one archive data file (sorted), from one
+    recursive listing; files in a crashed write's hidden staging folders are not archive files."""
+    keys = (lake.archive_file_partition(path) for path in list_files(spark, archive_uri))
+    return sorted({dt.date.fromisoformat(key[0]) for key in keys if key})
 
 
 def check_ready(dates: list[dt.date], snapshot: dt.date, horizons: LabelHorizons) -> None:
