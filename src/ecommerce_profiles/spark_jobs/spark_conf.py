@@ -194,6 +194,11 @@ def job_conf(
         # Spark splits or falls back instead (Spark's docs recommend it on HotSpot): -20% on
         # the profile stage at 885k events.
         "spark.sql.codegen.hugeMethodLimit": "8000",
+        # Adaptive execution re-plans the query after every shuffle and runs each stage as its
+        # own job: for this job's few, evenly hashed shuffles (partitions sized from the input,
+        # spark_io.scaled_shuffle_partitions) that is driver time and JIT work for nothing.
+        # Daily run, idle (docs/benchmarks.md): job 65.1 -> 58.2 s, 94 -> 78 CPU-s.
+        "spark.sql.adaptive.enabled": "false",
         # The driver lists the archive's folders itself: above 32 folders (one per event date)
         # Spark would run a listing job of one task per folder, seconds of task overhead for
         # what is a few milliseconds per LIST on the object store.
