@@ -315,8 +315,13 @@ def daily(run: Run) -> None:
         "scenario": "daily", "names": names, **{k: v for k, v in meta.items() if k not in ("cached",)},
         "archive_build_s": build_s, "archive_cached": meta["cached"], **dict.fromkeys(report.DAILY_HEADLINE_KEYS)})
     scenario_dir = data_dir() / "bench" / scenario.name
-    out = run.stage("daily", lambda: stages.stage_daily(meta, scenario_dir, run.log_dir / "daily", topic=names["topic"],
-                                                        bucket=names["bucket"], alias=names["alias"]))
+    root = run.log_dir / "daily"
+    setup = run.stage("daily_archive", lambda: stages.stage_daily_archive(
+        meta, scenario_dir, root, topic=names["topic"], bucket=names["bucket"], alias=names["alias"]))
+    if setup:
+        run.stage("daily_previous", lambda: stages.stage_previous_snapshot(
+            names["topic"], names["bucket"], names["alias"], scenario.run_date, root))
+    out = run.stage("daily", lambda: stages.stage_daily(meta, scenario_dir, root, setup["_env"])) if setup else None
     if out and not args.skip_rerun:
         offsets = out["_offsets"]
 

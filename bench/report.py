@@ -375,6 +375,7 @@ DAILY_ROWS = (
     ("daily_counts_match", "job's counts = the scenario's expected counts", ""),
     ("daily_profile_build", "how the drop's profiles were built", ""),
     ("daily_previous_job_s", "the day before: every profile rebuilt from the archive (spark-submit, for comparison)", "s"),
+    ("daily_previous_cpu_s", "  its CPU seconds (spark-submit tree)", "s"),
     ("daily_rerun_job_s", "the same job re-run by spark-submit on the drop's offsets", "s"),
     ("daily_rerun_cpu_s", "  its CPU seconds (spark-submit tree)", "s"),
 )
@@ -424,7 +425,7 @@ def daily_section(daily: list[dict[str, Any]]) -> str:
                 f"Run {r['timestamp']} on {r['machine']['cores']} cores; archive built in "
                 f"{r.get('archive_build_s')} s ({'cached' if r.get('archive_cached') else 'built now'}, pyarrow, "
                 f"{r['archive_partitions']} partitions, {r['archive_bytes'] / 1e6:,.1f} MB), uploaded in {r.get('archive_upload_s')} s."]
-        if line := _stage_load_line(r, ("daily", "daily_rerun")):
+        if line := _stage_load_line(r, ("daily_archive", "daily_previous", "daily", "daily_rerun")):
             out.append(line)
         out.append("Job counts (its summary): " + ", ".join(f"{k} {v:,}" for k, v in (r.get("daily_counts") or {}).items()) + ".")
         if r.get("daily_rerun_job_s") is not None:

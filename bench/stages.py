@@ -318,7 +318,7 @@ def stage_dag(csv_path: Path, root: Path, *, topic: str, bucket: str, alias: str
     return out
 
 
-def previous_snapshot(topic: str, bucket: str, alias: str, run_date: str, root: Path) -> dict[str, Any]:
+def stage_previous_snapshot(topic: str, bucket: str, alias: str, run_date: str, root: Path) -> dict[str, Any]:
     """The day before the drop, as a daily deployment has it: the profile job run with nothing
     new to archive (an empty offset range, a batch of its own) rebuilds every profile of the
     previous day from the archive and leaves that snapshot and its manifest behind. Today's run
@@ -332,22 +332,28 @@ def previous_snapshot(topic: str, bucket: str, alias: str, run_date: str, root: 
                       batch_id="bench-previous-day", log_dir=root, name="previous-snapshot-job")
     say(f"daily: the snapshot of {previous_date} rebuilt in full in {out['spark_job_s']:.1f}s "
         f"({out['spark_profile_build']['mode']}); stages {out['spark_stage_s']}")
-    return out
+    return {"daily_previous_job_s": out["spark_job_s"], "daily_previous_stage_s": out["spark_stage_s"],
+            "daily_previous_thread_cpu_s": out["spark_thread_cpu_s"],
+            "daily_previous_profile_build": out["spark_profile_build"]}
 
 
-def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, topic: str, bucket: str,
-                alias: str) -> dict[str, Any]:
-    """One day's drop through the whole DAG with the scenario's archive behind it."""
-    from bench.daily import install_drop
-
+def stage_daily_archive(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, topic: str, bucket: str,
+                        alias: str) -> dict[str, Any]:
+    """The private pipeline environment, and the scenario's archive uploaded to its bucket."""
     env = private_pipeline(root, topic=topic, bucket=bucket, alias=alias)
     started = time.perf_counter()
     files, size = services.upload_tree(scenario_dir / "lake", bucket, "")
     upload_s = round(time.perf_counter() - started, 1)
     say(f"daily: archive of {scenario['archive_days']} days ({scenario['archive_events']:,} events, "
         f"{files} files, {size / 1e6:,.1f} MB) uploaded to {bucket} in {upload_s}s")
+    return {"_env": env, "daily_archive_upload": {"files": files, "bytes": size}, "archive_upload_s": upload_s}
+
+
+def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """One day's drop through the whole DAG with the scenario's archive behind it."""
+    from bench.daily import install_drop
+
     run_date = scenario["run_date"]
-    previous = previous_snapshot(topic, bucket, alias, run_date, root)
     install_drop(scenario_dir, Path(env["PIPELINE_DATA_DIR"]), run_date)
     run = run_dag(env, run_date, None, root / "daily-dag.log")
     summary = run["spark_summary"]
@@ -367,12 +373,6 @@ def stage_daily(scenario: Mapping[str, Any], scenario_dir: Path, root: Path, *, 
         "daily_counts_expected": scenario["expected"],
         "daily_counts_match": all(summary[k] == v for k, v in scenario["expected"].items()),
         "daily_profile_build": summary.get("profile_build"),
-        "daily_previous_job_s": previous["spark_job_s"],
-        "daily_previous_stage_s": previous["spark_stage_s"],
-        "daily_previous_thread_cpu_s": previous["spark_thread_cpu_s"],
-        "daily_previous_profile_build": previous["spark_profile_build"],
-        "daily_archive_upload": {"files": files, "bytes": size},
-        "archive_upload_s": upload_s,
         "_offsets": {"starting_offsets": json.dumps(summary["starting_offsets"]),
                      "ending_offsets": json.dumps(summary["ending_offsets"]),
                      "expected": summary["kafka_records"], "batch_id": summary["batch_id"],
