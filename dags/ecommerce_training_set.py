@@ -31,7 +31,7 @@ the snapshot date, rows and positives.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pendulum
 from airflow.sdk import DAG, Param, task
@@ -85,12 +85,11 @@ with DAG(
     def check_labels_complete(plan: dict, params=None) -> list[list[str]]:
         """Only the S whose label window the archive covers go on; skip (scheduled) or fail (manual) otherwise."""
         from ecommerce_profiles.connections import lake_settings, pipeline_names
-        from ecommerce_profiles.spark_jobs.training_set import event_dates_from_paths
-
-        bucket = pipeline_names().bucket
+        bucket, root = pipeline_names().bucket, f"{lake.archive_key()}/"
         pages = lake_settings(LAKE_CONN_ID).boto3_client().get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=f"{lake.archive_key()}/{lake.EVENT_DATE_PARTITION}=")
-        dates = event_dates_from_paths(item["Key"] for page in pages for item in page.get("Contents", []))
+            Bucket=bucket, Prefix=f"{root}{lake.EVENT_DATE_PARTITION}=")
+        keys = (item["Key"].removeprefix(root) for page in pages for item in page.get("Contents", []))
+        dates = [date.fromisoformat(d) for d in lake.archive_event_dates(keys)]
         LOG.info("archive s3://%s/%s: %s", bucket, lake.archive_key(),
                  f"{len(dates)} event dates, {dates[0]} .. {dates[-1]}" if dates else "empty")
         purchase, revenue = int(params["purchase_horizon_days"]), int(params["revenue_horizon_days"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 
 ARCHIVE_PREFIX = "raw/events"
 PROFILES_PREFIX = "profiles"
@@ -82,6 +83,12 @@ def archive_file_partition(relative_path: str) -> tuple[str, str] | None:
     folders, markers)."""
     match = _ARCHIVE_FILE.match(relative_path)
     return (match.group(1), match.group(2)) if match else None
+
+
+def archive_event_dates(relative_paths: Iterable[str]) -> list[str]:
+    """Sorted distinct event dates (ISO) of the archive data files among ``relative_paths``
+    (relative to the archive root). A date folder without a data file is no date."""
+    return sorted({key[0] for key in map(archive_file_partition, relative_paths) if key})
 
 
 def snapshot_key(snapshot_date: str) -> str:

@@ -91,8 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def archive_event_dates(spark: SparkSession, archive_uri: str) -> list[dt.date]:
     """The distinct event dates that hold at least one archive data file (sorted), from one
     recursive listing; files in a crashed write's hidden staging folders are not archive files."""
-    keys = (lake.archive_file_partition(path) for path in list_files(spark, archive_uri))
-    return sorted({dt.date.fromisoformat(key[0]) for key in keys if key})
+    return [dt.date.fromisoformat(d) for d in lake.archive_event_dates(list_files(spark, archive_uri))]
 
 
 def check_ready(dates: list[dt.date], snapshot: dt.date, horizons: LabelHorizons) -> None:
