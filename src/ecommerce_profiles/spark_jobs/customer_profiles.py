@@ -12,8 +12,8 @@ Steps:
      (``--expected-records``) and parsed;
   2. archive the run's events as its own batch: ``raw/events/event_date=D/batch=B/``. Events
      that another batch already holds are left out (an event delivered twice is stored once);
-     the batch's partitions are replaced (dynamic overwrite) and the ones it no longer fills are
-     deleted, so a rerun or backfill replaces only its own batch and late events land beside
+     a rerun replaces the batch's partitions (dynamic overwrite; a batch's first write appends)
+     and deletes the ones it no longer fills, so a rerun or backfill replaces only its own batch and late events land beside
      the earlier ones of their date;
   3. build the profiles from the whole archive up to the snapshot date (other batches read from
      the lake, this run's from the cache);
@@ -21,10 +21,12 @@ Steps:
   5. index the same (cached) profiles into the pre-created dated Elasticsearch index (_id = user_id);
   6. write a JSON summary of counts and stage timings to --summary-uri.
 
-A crash mid-write: the archive write stages files under a hidden ``.spark-staging`` folder and
+A crash mid-write: a rerun's write stages files under a hidden ``.spark-staging`` folder and
 only the commit replaces the batch's partitions, so a crash before the commit leaves the archive
-as it was (the retry overwrites the staging); a crash during the commit's renames can leave a
-partition half-moved, which the retry of the same batch replaces.
+as it was; a crash during the commit's renames can leave a partition half-moved. A batch's first
+write moves each task's files into place as the task ends, so a crash can leave part of the new
+batch. Either way the retry of the same batch finds it and replaces it whole (and the hidden
+leftovers are deleted first).
 
 Summary keys: kafka_records, events_parsed, records_unparsed, events_in_run, duplicates_dropped,
 already_archived_by_other_batches, events_archived (new rows written for this batch),
@@ -312,12 +314,19 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         new_events = not_yet_archived(events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
         new_per_date = {r[EVENT_DATE].isoformat(): r["count"]
                         for r in new_events.groupBy(EVENT_DATE).count().collect()}
-        # Dynamic overwrite replaces exactly the (event_date, batch) partitions written here.
         # After the EXCEPT's shuffle, regroup by date: one file per date instead of one per
         # shuffle partition and date (the events straight from Kafka are grouped already).
         to_write = new_events.repartition(EVENT_DATE) if elsewhere is not None else new_events
-        (with_batch(to_write, args.batch_id).write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
-         .partitionBy(EVENT_DATE, BATCH_PARTITION).parquet(archive_uri))
+        writer = with_batch(to_write, args.batch_id).write.partitionBy(EVENT_DATE, BATCH_PARTITION)
+        if any(batch == args.batch_id for _, batch in partitions):
+            # A rerun: dynamic overwrite replaces exactly the (event_date, batch) partitions written here.
+            writer.mode("overwrite").option("partitionOverwriteMode", "dynamic").parquet(archive_uri)
+        else:
+            # The batch's first write has nothing to replace: appending moves each file into place
+            # once, at task commit, instead of twice (into the overwrite's staging folder, then
+            # the job commit's renames). A crash can leave part of the batch behind; the retry
+            # finds the batch and overwrites it.
+            writer.mode("append").parquet(archive_uri)
         # The batch's partitions this run no longer fills (a corrected drop, or events now owned
         # by another batch) go, so the batch is exactly this run's events.
         stale = sorted((d, b) for d, b in partitions if b == args.batch_id and d not in new_per_date)
