@@ -67,6 +67,10 @@ with DAG(
                                            "or last event date (one-shot)"),
         "max_reject_fraction": Param(0.01, type="number", minimum=0, maximum=1,
                                      description="Fail when invalid rows exceed this fraction of rows read"),
+        "profile_build": Param("auto", type="string", enum=["auto", "full"],
+                               description="auto: start from the previous snapshot when the archive up to it is "
+                                           "unchanged (docs/daily-operation.md); full: rebuild every profile "
+                                           "from the archive"),
     },
     user_defined_macros={"snapshot_date": snapshot_date},
     render_template_as_native_obj=False,
@@ -120,6 +124,7 @@ with DAG(
             "--snapshot-date", SNAPSHOT,
             "--run-date", "{{ " + PLAN + "['run_date'] }}",
             "--batch-id", "{{ " + PLAN + "['batch_id'] }}",
+            "--profile-build", "{{ params.profile_build }}",
             "--es-index", "{{ ti.xcom_pull(task_ids='create_profile_index') }}",
             # relative to the lake: the run's own evidence folder
             "--summary-uri", "{{ " + PLAN + "['evidence_prefix'] }}/spark_summary.json",

@@ -62,9 +62,27 @@ def test_runs_can_overlap_but_shared_steps_run_one_at_a_time(dagbag):
 def test_the_trigger_form_is_valid_with_its_defaults(dagbag):
     """Every param validates with its default value (what the UI's form submits untouched)."""
     params = dagbag.dags[DAG_ID].params
-    assert set(params.keys()) == {"input_path", "snapshot_date", "max_reject_fraction"}
+    assert set(params.keys()) == {"input_path", "snapshot_date", "max_reject_fraction", "profile_build"}
     params.validate()  # raises ParamValidationError when a default does not satisfy its schema
     assert params["input_path"] is None and params["snapshot_date"] is None
+    assert params["profile_build"] == "auto"
+
+
+def test_profile_build_param_reaches_the_job_and_takes_only_its_modes(dagbag):
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags[DAG_ID]
+    args = dag.get_task("build_profiles").application_args
+    assert args[args.index("--profile-build") + 1] == "{{ params.profile_build }}"
+    for mode in ("auto", "full"):
+        params = ParamsDict(dict(dag.params.items()))
+        params["profile_build"] = mode
+        params.validate()
+    params = ParamsDict(dict(dag.params.items()))
+    with pytest.raises(ParamValidationError):
+        params["profile_build"] = "incremental"
+        params.validate()
 
 
 def test_dates_long_before_the_dataset_still_create_tasks(dagbag):

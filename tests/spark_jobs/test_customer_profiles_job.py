@@ -148,7 +148,7 @@ def submit(stack, topic_range, es_index, lake, tmp_path_factory):
 
     def run_job(offset_range: tuple[str, dict, dict] | None = None, snapshot_date: date = SNAPSHOT_DATE,
                 run_date: date = RUN_DATE, es_index_name: str | None = None, batch_id: str = FIRST_BATCH,
-                expect_success: bool = True) -> dict | str:
+                expect_success: bool = True, profile_build: str = "auto") -> dict | str:
         """The job over ``offset_range`` (default: the module's topic range) into the module's lake."""
         run_topic, run_starting, run_ending = offset_range or (topic, starting, ending)
         summary_key = f"{lake}/runs/run_date={run_date.isoformat()}/spark_summary_{len(runs)}.json"
@@ -165,6 +165,7 @@ def submit(stack, topic_range, es_index, lake, tmp_path_factory):
             "--summary-uri", f"s3a://{summary_key}",
             "--batch-id", batch_id,
             "--expected-records", str(sum(run_ending.values()) - sum(run_starting.values())),
+            "--profile-build", profile_build,
         ]
         log = run_spark_submit(JOB, args, logs / f"run{len(runs)}.log", driver_memory="2g", expect_success=expect_success)
         if not expect_success:
@@ -338,13 +339,22 @@ def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, su
         client.indices.refresh(index=index)
         assert client.count(index=index)["count"] == len(users)
 
+        # The same batch again with a full rebuild asked for: the same profiles, every column.
+        snapshot_key = f"{lake}/profiles/snapshot_date={next_day.isoformat()}"
+        incremental = snapshot.sort_by("user_id").to_pylist()
+        full = submit((topic, starting, ending), snapshot_date=next_day, run_date=next_day, es_index_name=index,
+                      batch_id=batch, profile_build="full")
+        assert full["profile_build"]["mode"] == "full" and "asked for" in full["profile_build"]["reason"]
+        rebuilt = ds.dataset(snapshot_key, filesystem=minio_filesystem(), format="parquet").to_table()
+        assert rebuilt.sort_by("user_id").to_pylist() == incremental
+
         # The first batch re-run afterwards (a backfill) still owns its events, no more, no less.
         again = submit()
         assert again["events_archived"] == first_run["events_archived"]
         # The next day's snapshot cannot start from 09-27's any more: a batch it holds was rewritten.
         manifest = json.loads(minio_filesystem().open_input_stream(
             f"{lake}/profiles/_manifests/snapshot_date={next_day.isoformat()}.json").read())
-        assert manifest["profiles"] == len(users) and manifest["built"] == "incremental"
+        assert manifest["profiles"] == len(users) and manifest["built"] == "full"  # the forced rebuild wrote it last
         assert {k.split("/")[1] for k in manifest["archive_files"]} == {f"batch={FIRST_BATCH}", f"batch={batch}"}
         assert ds.dataset(f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet",
                           partitioning="hive").to_table().num_rows == len(unique)

@@ -106,8 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--es-nodes", required=True, help="http://host:port")
     parser.add_argument("--es-index", required=True, help="existing index with the profile mapping")
     parser.add_argument("--summary-uri", required=True, help="where the JSON summary goes: a URI, or a key in the lake")
-    parser.add_argument("--full-rebuild", action="store_true",
-                        help="build every profile from the archive even when an earlier snapshot could be carried forward")
+    parser.add_argument("--profile-build", choices=["auto", "full"], default="auto",
+                        help="auto: carry the latest earlier snapshot forward when its manifest allows it; "
+                             "full: build every profile from the archive")
     args = parser.parse_args(argv)
     args.lake_uri = args.lake_uri.rstrip("/")
     if "://" not in args.summary_uri:
@@ -240,8 +241,8 @@ def manifest_uri(lake_uri: str, snapshot: str) -> str:
 def choose_profile_build(spark: SparkSession, args: argparse.Namespace, files: dict[str, int]) -> profile_manifest.Decision:
     """Carry the latest earlier snapshot forward when its manifest allows it (and its Parquet
     still holds the rows it recorded), otherwise build every profile from the archive."""
-    if args.full_rebuild:
-        return profile_manifest.Decision(False, "a full rebuild was asked for (--full-rebuild)")
+    if args.profile_build == "full":
+        return profile_manifest.Decision(False, "a full rebuild was asked for (--profile-build full)")
     snapshot = args.snapshot_date.isoformat()
     names = [path.rsplit("/", 1)[-1] for path in list_files(spark, f"{args.lake_uri}/{lake.profile_manifests_key()}")]
     previous_date = profile_manifest.previous_snapshot_date(names, snapshot)
