@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecommerce_profiles.lake import SNAPSHOT_PARTITION, archive_file_partition as archive_file_key
+from ecommerce_profiles.lake import SNAPSHOT_PARTITION, archive_file_partition
 
 MANIFEST_FORMAT = 1
 _MANIFEST_NAME = re.compile(rf"^{SNAPSHOT_PARTITION}=(\d{{4}}-\d{{2}}-\d{{2}})\.json$")
@@ -41,7 +41,7 @@ def logic_version(*sources: str | Path) -> str:
 
 def archive_files(listing: Mapping[str, int]) -> dict[str, int]:
     """The archive's data files only: {relative path: size}."""
-    return {path: size for path, size in listing.items() if archive_file_key(path)}
+    return {path: size for path, size in listing.items() if archive_file_partition(path)}
 
 
 def build_manifest(snapshot_date: str, files: Mapping[str, int], version: str, profiles: int,
@@ -71,7 +71,7 @@ class Decision:
 def _up_to(files: Mapping[str, int], snapshot: str, keep) -> dict[str, int]:
     out = {}
     for path, size in files.items():
-        key = archive_file_key(path)
+        key = archive_file_partition(path)
         if key and key[0] <= snapshot and keep(key[1]):
             out[path] = size
     return out

@@ -13,10 +13,12 @@ Steps:
   2. archive the run's events as its own batch: ``raw/events/event_date=D/batch=B/``. Events
      that another batch already holds are left out (an event delivered twice is stored once);
      a rerun replaces the batch's partitions (dynamic overwrite; a batch's first write appends)
-     and deletes the ones it no longer fills, so a rerun or backfill replaces only its own batch and late events land beside
-     the earlier ones of their date;
-  3. build the profiles from the whole archive up to the snapshot date (other batches read from
-     the lake, this run's from the cache);
+     and deletes the ones it no longer fills, so a rerun or backfill replaces only its own batch
+     and late events land beside the earlier ones of their date;
+  3. build the profiles of the whole archive up to the snapshot date (other batches read from
+     the lake, this run's from the cache): from the latest earlier snapshot and the changed
+     users' history when its manifest allows it (ecommerce_profiles.profile_manifest), else
+     from every archived event; the snapshot's manifest is written beside it;
   4. write the snapshot to <lake>/profiles/snapshot_date=<date>/ (that partition only);
   5. index the same (cached) profiles into the pre-created dated Elasticsearch index (_id = user_id);
   6. write a JSON summary of counts and stage timings to --summary-uri.
@@ -215,7 +217,7 @@ class RecordCountError(RuntimeError):
 def archive_partitions_now(spark: SparkSession, archive_uri: str) -> tuple[dict[str, int], set[tuple[str, str]]]:
     """The archive's data files ({relative path: size}) and their (event_date, batch) partitions."""
     files = profile_manifest.archive_files(list_files(spark, archive_uri))
-    return files, {profile_manifest.archive_file_key(path) for path in files}
+    return files, {lake.archive_file_partition(path) for path in files}
 
 
 def read_archive(spark: SparkSession, archive_uri: str, dates: list[str] | None = None) -> DataFrame:
@@ -350,8 +352,8 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         others = any(batch != args.batch_id for _, batch in partitions)
         archive = read_archive(spark, archive_uri) if others else None
         profile_events = profile_input(archive, new_events, args.batch_id, snapshot)
-        profiled_files = {path: size for path, size in files.items() if profile_manifest.archive_file_key(path)[0] <= snapshot}
-        summary["archive_dates_total"] = len({profile_manifest.archive_file_key(path)[0] for path in profiled_files})
+        profiled_files = {path: size for path, size in files.items() if lake.archive_file_partition(path)[0] <= snapshot}
+        summary["archive_dates_total"] = len(lake.archive_event_dates(profiled_files))
         decision = choose_profile_build(spark, args, files)
         summary["profile_build"] = {"mode": "incremental" if decision.incremental else "full",
                                     "reason": decision.reason, "previous_snapshot": decision.previous_snapshot}
