@@ -322,6 +322,10 @@ def daily(run: Run) -> None:
         run.stage("daily_previous", lambda: stages.stage_previous_snapshot(
             names["topic"], names["bucket"], names["alias"], scenario.run_date, root))
     out = run.stage("daily", lambda: stages.stage_daily(meta, scenario_dir, root, setup["_env"])) if setup else None
+    if out:
+        # What any Spark job costs here before it does any work: the floor under build_profiles.
+        run.stage("spark_floor", lambda: stages.stage_spark_floor(
+            topic=names["topic"], offsets=out["_offsets"], expected=out["_offsets"]["expected"], log_dir=run.log_dir))
     if out and not args.skip_rerun:
         offsets = out["_offsets"]
 

@@ -112,11 +112,11 @@ def stage_baseline(csv_path: Path, topic: str, rows: int, max_events: int | None
 
 # ------------------------------------------------------------------------------------- spark --
 def run_spark_job(job_args: list[str], log_dir: Path, extra_conf: Mapping[str, str] | None = None,
-                  name: str = "spark-job") -> tuple[float, Path | None, dict[str, float]]:
-    """spark-submit of the profile job as the DAG's operator submits it (the same jars and conf
-    from spark_conf.job_conf, secrets in a 0600 properties file), plus an event log.
-    Returns (wall seconds, the event log, CPU seconds per thread group of the driver JVM and
-    its Python driver)."""
+                  name: str = "spark-job", application: Path | None = None) -> tuple[float, Path | None, dict[str, float]]:
+    """spark-submit of the profile job (or another ``application``) as the DAG's operator submits
+    it (the same jars and conf from spark_conf.job_conf, secrets in a 0600 properties file), plus
+    an event log. Returns (wall seconds, the event log, CPU seconds per thread group of the
+    driver JVM and its Python driver)."""
     from ecommerce_profiles.paths import SPARK_JOB_FILE
     from ecommerce_profiles.spark_jobs import spark_conf
 
@@ -131,7 +131,7 @@ def run_spark_job(job_args: list[str], log_dir: Path, extra_conf: Mapping[str, s
     conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log_dir.as_uri(), **(extra_conf or {})})
     public, secret = spark_conf.split_secrets(conf)
     secrets_file = spark_conf.write_properties_file(secret)
-    cmd = spark_conf.spark_submit_command(SPARK_JOB_FILE, job_args, public, master=SPARK_MASTER,
+    cmd = spark_conf.spark_submit_command(application or SPARK_JOB_FILE, job_args, public, master=SPARK_MASTER,
                                           spark_submit=str(Path(sys.executable).parent / "spark-submit"))
     cmd[1:1] = ["--properties-file", str(secrets_file)]
     before = set(event_log_dir.iterdir())
@@ -209,6 +209,24 @@ def stage_spark(*, topic: str, offsets: Mapping[str, str], expected: int, bucket
     say(f"spark: {seconds:.1f}s wall (start-up {job['startup_s']}s), {summary['profiles']:,} profiles, "
         f"{indexed:,} documents in {index}; stages {job['stage_s']}")
     return out
+
+
+def stage_spark_floor(*, topic: str, offsets: Mapping[str, str], expected: int, log_dir: Path) -> dict[str, Any]:
+    """The floor under any Spark job of the DAG: bench/spark_floor.py (session, count of the
+    run's Kafka records, stop), spark-submitted exactly like the profile job."""
+    kafka = connections.kafka_config_from_env()["bootstrap.servers"]
+    args = ["--bootstrap-servers", kafka, "--topic", topic,
+            "--starting-offsets", offsets["starting_offsets"], "--ending-offsets", offsets["ending_offsets"]]
+    seconds, _event_log, thread_cpu = run_spark_job(args, log_dir, name="spark-floor",
+                                                    application=Path(__file__).with_name("spark_floor.py"))
+    printed = [line for line in (log_dir / "spark-floor.log").read_text().splitlines() if line.startswith("{")]
+    figures = json.loads(printed[-1])
+    if figures["records"] != expected:
+        raise RuntimeError(f"spark floor counted {figures['records']} Kafka records, {expected} were produced")
+    say(f"spark floor: {seconds:.1f}s wall for a session + a count of {expected:,} Kafka records "
+        f"(start-up {figures['startup_s']}s, count {figures['kafka_count_s']}s)")
+    return {"spark_floor_s": round(seconds, 3), "spark_floor_startup_s": figures["startup_s"],
+            "spark_floor_kafka_count_s": figures["kafka_count_s"], "spark_floor_thread_cpu_s": thread_cpu}
 
 
 # ------------------------------------------------------------------------------ duckdb, es bulk --

@@ -3,7 +3,7 @@
 The benchmark writes its 150-day archive with pyarrow instead of running the job 150 times, so
 the daily figures are only honest if that archive is indistinguishable to the job: the same
 ``raw/events/event_date=<D>/batch=<B>/`` partitions (parsed by the job's own
-``archive_partitions``), the job's archive columns minus the two partition columns, with the
+``lake.archive_file_partition``), the job's archive columns minus the two partition columns, with the
 job's types and nullability, timestamps as INT64 micros UTC (the job's
 ``spark.sql.parquet.outputTimestampType``), each distinct event once. Small data only.
 """
@@ -22,7 +22,7 @@ import pytest
 from bench.daily import DailyScenario, build
 from ecommerce_profiles import lake
 from ecommerce_profiles.inputs import DROP_COMPLETE_MARKER
-from ecommerce_profiles.spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA, archive_partitions
+from ecommerce_profiles.spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
 from ecommerce_profiles.spark_jobs.profile_transforms import ARCHIVE_SCHEMA, EVENT_DATE
 
 SCENARIO = DailyScenario(archive_days=4, daily_events=300, seed=7, late_share=0.1, redelivered_share=0.05)
@@ -48,7 +48,8 @@ def test_files_sit_in_the_jobs_partitions(built):
     relative = [p.relative_to(lake_root).as_posix() for p in files]
     assert all(r.startswith(f"{lake.ARCHIVE_PREFIX}/{lake.EVENT_DATE_PARTITION}=") for r in relative)
     # the job's own parser of archive paths finds one (event_date, batch) per file
-    partitions = archive_partitions(f"s3a://bucket/{r}" for r in relative)
+    partitions = {lake.archive_file_partition(r.removeprefix(f"{lake.ARCHIVE_PREFIX}/")) for r in relative}
+    assert None not in partitions
     assert len(partitions) == len(files) == built["meta"]["archive_partitions"]
     first = date.fromisoformat(SCENARIO.first_day)
     days = {(first + timedelta(days=i)).isoformat() for i in range(SCENARIO.archive_days)}
@@ -122,7 +123,8 @@ def test_spark_reads_it_with_the_jobs_schema(built, spark):
     archive = spark.read.schema(BATCHED_ARCHIVE_SCHEMA).option("basePath", root).parquet(root)
     assert archive.count() == built["meta"]["archive_events"]
     assert archive.distinct().count() == built["meta"]["archive_events"]
-    assert len(archive_partitions(archive.inputFiles())) == built["meta"]["archive_partitions"]
+    read = {lake.archive_file_partition(uri.split(f"/{lake.ARCHIVE_PREFIX}/", 1)[1]) for uri in archive.inputFiles()}
+    assert None not in read and len(read) == built["meta"]["archive_partitions"]
     nulls = archive.where(" OR ".join(f"{f.name} IS NULL" for f in BATCHED_ARCHIVE_SCHEMA.fields if not f.nullable))
     assert nulls.count() == 0
     mismatched = archive.where("to_date(event_time) != event_date")  # the session time zone is UTC

@@ -6,7 +6,6 @@ import datetime as dt
 
 from ecommerce_profiles.spark_jobs.archive_transforms import (
     BATCHED_ARCHIVE_SCHEMA,
-    archive_partitions,
     not_yet_archived,
     profile_input,
     with_batch,
@@ -17,15 +16,6 @@ from ecommerce_profiles.spark_jobs.profile_transforms import ARCHIVE_SCHEMA
 def _event(second: int, brand: str | None = None, session: str | None = None, day: int = 17):
     return (dt.datetime(2020, 11, day, 10, 0, second), "view", 1, 2, None, brand, 1.5, 7, session,
             dt.date(2020, 11, day))
-
-
-def test_partitions_are_read_from_file_paths():
-    paths = ["s3a://b/raw/events/event_date=2020-11-17/batch=drop-2020-11-17/part-0.parquet",
-             "s3a://b/raw/events/event_date=2020-11-16/batch=drop-2020-11-17/part-1.snappy.parquet",
-             "s3a://b/raw/events/event_date=2020-11-16/batch=file-x-0123456789/part-0.parquet",
-             "s3a://b/raw/events/_temporary/0/part-9.parquet"]
-    assert archive_partitions(paths) == {("2020-11-17", "drop-2020-11-17"), ("2020-11-16", "drop-2020-11-17"),
-                                         ("2020-11-16", "file-x-0123456789")}
 
 
 def test_events_another_batch_holds_are_left_out_nulls_included(spark):

@@ -13,17 +13,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from ecommerce_profiles.lake import ARCHIVE_PREFIX, BATCH_PARTITION, EVENT_DATE_PARTITION, archive_file_partition
+from ecommerce_profiles.lake import BATCH_PARTITION, EVENT_DATE_PARTITION
 from ecommerce_profiles.spark_jobs.profile_transforms import ARCHIVE_SCHEMA
 
 BATCHED_ARCHIVE_SCHEMA = StructType([*ARCHIVE_SCHEMA.fields, StructField(BATCH_PARTITION, StringType(), False)])
 ARCHIVE_COLUMNS = [f.name for f in ARCHIVE_SCHEMA.fields]
-
-
-def archive_partitions(file_paths: Iterable[str]) -> set[tuple[str, str]]:
-    """(event_date, batch) of every archive data file path (``.../raw/events/event_date=D/batch=B/part-...``)."""
-    keys = (archive_file_partition(path.split(f"/{ARCHIVE_PREFIX}/", 1)[-1]) for path in file_paths)
-    return {key for key in keys if key}
 
 
 def archived_by_other_batches(archive: DataFrame, batch_id: str, dates: Iterable[str]) -> DataFrame:

@@ -115,8 +115,10 @@ def es_write_options(
         "es.batch.size.bytes": "5mb",
         "es.batch.write.retry.count": "3",
         "es.batch.write.retry.wait": "10s",
-        # One refresh when each task finishes, so the documents are searchable once the job ends.
-        "es.batch.write.refresh": "true",
+        # No refresh from the writer: the index is loaded unrefreshed and publishing it refreshes
+        # it once before counting and moving the alias (profile_index.publish_profile_index); a
+        # refresh per writer task would only be repeated work.
+        "es.batch.write.refresh": "false",
         # Keep nullable fields as explicit nulls: each document has every profile field.
         "es.spark.dataframe.write.null": "true",
     }
