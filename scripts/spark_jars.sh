@@ -79,6 +79,16 @@ POM=$(cat <<EOF
       </exclusions>
     </dependency>
     <dependency>
+      <!-- Binds Hadoop's S3A magic committer to Spark's writers (PathOutputCommitProtocol);
+           the one class jar only: its cloud connectors (Azure, GCS, ...) are not wanted. -->
+      <groupId>org.apache.spark</groupId>
+      <artifactId>spark-hadoop-cloud_${SCALA_BINARY_VERSION}</artifactId>
+      <version>${SPARK_VERSION}</version>
+      <exclusions>
+        <exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion>
+      </exclusions>
+    </dependency>
+    <dependency>
       <groupId>org.apache.hadoop</groupId>
       <artifactId>hadoop-aws</artifactId>
       <version>${HADOOP_AWS_VERSION}</version>
@@ -148,6 +158,7 @@ fi
 # Every connector named in docs/versions.md must be there, at its exact version.
 for expected in \
   "spark-sql-kafka-0-10_${SCALA_BINARY_VERSION}-${SPARK_SQL_KAFKA_VERSION}.jar" \
+  "spark-hadoop-cloud_${SCALA_BINARY_VERSION}-${SPARK_VERSION}.jar" \
   "hadoop-aws-${HADOOP_AWS_VERSION}.jar" \
   "aws-java-sdk-bundle-${AWS_SDK_BUNDLE_VERSION}.jar" \
   "elasticsearch-spark-30_${SCALA_BINARY_VERSION}-${ES_SPARK_VERSION}.jar"; do

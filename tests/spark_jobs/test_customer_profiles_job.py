@@ -203,6 +203,7 @@ def test_summary_counts_are_consistent(first_run, events, topic_range):
     assert first_run["spark_startup_seconds"] > 0
     assert set(first_run["stage_seconds"]) >= {"read_kafka", "archive", "build_and_write_snapshot", "write_elasticsearch"}
     assert first_run["profile_build"]["mode"] == "full"  # the lake holds no earlier snapshot
+    assert first_run["archive_write"] == "first: append, magic committer"
     assert first_run["archive_dates_total"] == 2  # the snapshot's dates (the third is later)
 
 
@@ -282,6 +283,7 @@ def test_rerun_of_the_same_offsets_changes_nothing(first_run, submit, es_index, 
     assert client.count(index=index)["count"] == first_run["distinct_users"]
     for key in ("kafka_records", "events_archived", "archive_events_total", "profiles", "distinct_users", "dates_archived"):
         assert second_run[key] == first_run[key], key
+    assert second_run["archive_write"] == "rerun: dynamic overwrite, classic committer"
 
 
 def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, submit, stack, lake, events):

@@ -26,13 +26,16 @@ Steps:
 A crash mid-write: a rerun's write stages files under a hidden ``.spark-staging`` folder and
 only the commit replaces the batch's partitions, so a crash before the commit leaves the archive
 as it was; a crash during the commit's renames can leave a partition half-moved. A batch's first
-write moves each task's files into place as the task ends, so a crash can leave part of the new
-batch. Either way the retry of the same batch finds it and replaces it whole (and the hidden
-leftovers are deleted first).
+write (S3A magic committer) uploads every file as a multipart upload that only the job commit
+completes, so a crash before the commit leaves no file of the batch and one during it can leave
+part of it. Either way the retry of the same batch finds what is there and replaces it whole (the
+hidden leftovers, ``.spark-staging-*``, ``_temporary`` and ``__magic``, are deleted first; the
+magic committer aborts the uploads a crashed write left pending under the archive).
 
 Summary keys: kafka_records, events_parsed, records_unparsed, events_in_run, duplicates_dropped,
 already_archived_by_other_batches, events_archived (new rows written for this batch),
-events_per_date, dates_archived, stale_partitions_deleted, archive_events_total /
+events_per_date, dates_archived, stale_partitions_deleted, archive_write (first append with the
+magic committer, or a rerun's dynamic overwrite), archive_events_total /
 archive_dates_total (the profile input), shuffle_partitions, profiles, distinct_users, batch_id,
 run_date, snapshot_date, offsets, spark_startup_seconds, stage_seconds, total_seconds.
 """
@@ -76,12 +79,18 @@ from ecommerce_profiles.spark_jobs.archive_transforms import (
     profile_input,
     with_batch,
 )
-from ecommerce_profiles.spark_jobs.spark_conf import es_write_options, kafka_batch_options
+from ecommerce_profiles.spark_jobs.spark_conf import (
+    MAGIC_FOLDER,
+    es_write_options,
+    kafka_batch_options,
+    magic_commit_options,
+)
 from ecommerce_profiles.spark_jobs.spark_io import (
     ARCHIVE_BYTES_PER_EVENT,
     delete_matching,
     delete_path,
     list_files,
+    magic_commit,
     read_text,
     scaled_shuffle_partitions,
     write_summary,
@@ -307,7 +316,7 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
     with timer.stage("archive"):
         # Files a killed earlier write left in its hidden staging folders would be read by plain
         # globbing readers; one archive write runs at a time (build_profiles is serialized).
-        for leftover in (".spark-staging-*", "_temporary"):
+        for leftover in (".spark-staging-*", "_temporary", MAGIC_FOLDER):
             delete_matching(spark, f"{archive_uri}/{leftover}")
         _, partitions = archive_partitions_now(spark, archive_uri)
         other_dates = sorted({d for d, b in partitions if b != args.batch_id and d in set(run_dates)})
@@ -323,13 +332,16 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         writer = with_batch(to_write, args.batch_id).write.partitionBy(EVENT_DATE, BATCH_PARTITION)
         if any(batch == args.batch_id for _, batch in partitions):
             # A rerun: dynamic overwrite replaces exactly the (event_date, batch) partitions written here.
+            summary["archive_write"] = "rerun: dynamic overwrite, classic committer"
             writer.mode("overwrite").option("partitionOverwriteMode", "dynamic").parquet(archive_uri)
         else:
-            # The batch's first write has nothing to replace: appending moves each file into place
-            # once, at task commit, instead of twice (into the overwrite's staging folder, then
-            # the job commit's renames). A crash can leave part of the batch behind; the retry
-            # finds the batch and overwrites it.
-            writer.mode("append").parquet(archive_uri)
+            # The batch's first write has nothing to replace: an append with the magic committer
+            # uploads each file straight to its key and the job commit completes the uploads (no
+            # rename copies). A crash before the commit leaves no file of the batch; one during
+            # it can leave part of the batch, which the retry finds and overwrites.
+            summary["archive_write"] = "first: append, magic committer"
+            with magic_commit(spark):
+                writer.options(**magic_commit_options()).mode("append").parquet(archive_uri)
         # The batch's partitions this run no longer fills (a corrected drop, or events now owned
         # by another batch) go, so the batch is exactly this run's events.
         stale = sorted((d, b) for d, b in partitions if b == args.batch_id and d not in new_per_date)

@@ -60,13 +60,15 @@ def s3a_conf(
         # Only the given keys: the default chain would also probe EC2 instance metadata.
         prefix + "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         prefix + "impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        # The classic rename-based committer: the S3A committers need spark-hadoop-cloud (not in
-        # pyspark) and do not support dynamic partition overwrite; MinIO is strongly
-        # consistent, so rename (copy + delete) is correct, just slower for big outputs.
-        # Algorithm 2 moves task output into place at task commit: one copy per file instead of
-        # two (dynamic overwrite already stages the whole job in a hidden directory; a failed
-        # snapshot write leaves files that the retry's overwrite deletes).
+        # The classic rename-based committer by default: the S3A committers do not support
+        # dynamic partition overwrite (an archive rerun); MinIO is strongly consistent, so
+        # rename (copy + delete) is correct, just more requests. Algorithm 2 moves task output
+        # into place at task commit: one copy per file instead of two (dynamic overwrite
+        # already stages the whole job in a hidden directory; a failed snapshot write leaves
+        # files that the retry's overwrite deletes). A batch's first archive write, an append,
+        # uses the magic committer instead (MAGIC_COMMIT_SQL_CONF / magic_commit_options).
         prefix + "committer.name": "file",
+        prefix + "committer.magic.enabled": "true",
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
         # Hadoop 3.3 deletes the parent "directory marker" objects after every file it writes;
         # keeping them saves a round of requests per file (readers of the lake ignore them).
@@ -75,6 +77,28 @@ def s3a_conf(
         prefix + "fast.upload.buffer": "bytebuffer",
         # No _SUCCESS objects in the lake: readers (DuckDB, pyarrow) would trip over them.
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    }
+
+
+# The S3A magic committer (Hadoop's hadoop-aws, bound to Spark by spark-hadoop-cloud): each task
+# uploads its files straight to their final keys as multipart uploads and the job commit
+# completes them, so no COPY + DELETE per file and no directory markers per partition.
+# bench/committers.py, a first write of 150 date partitions: 4,544 -> 1,754 S3 requests,
+# 11.0 -> 8.5-9.5 s in a fresh JVM. Set for one write only (spark_io.magic_commit): these two
+# are SQL confs read when a write starts, the Hadoop options below go on that writer.
+MAGIC_COMMIT_SQL_CONF = {
+    "spark.sql.sources.commitProtocolClass": "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol",
+    "spark.sql.parquet.output.committer.class": "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter",
+}
+# The folder the magic committer keeps its pending-upload records in, under the output path.
+MAGIC_FOLDER = "__magic"
+
+
+def magic_commit_options() -> dict[str, str]:
+    """Hadoop settings for one DataFrameWriter (its options reach the write's Hadoop conf)."""
+    return {
+        "fs.s3a.committer.name": "magic",
+        "mapreduce.outputcommitter.factory.scheme.s3a": "org.apache.hadoop.fs.s3a.commit.S3ACommitterFactory",
     }
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
+
+from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF
 
 # ~1 shuffle partition per 600k input events: bigger partitions spill the profile aggregation
 # (20M events: 423 s with 4 partitions, 269 s with 16; docs/benchmarks.md).
@@ -14,6 +17,23 @@ EVENTS_PER_SHUFFLE_PARTITION = 600_000
 # The archive's Parquet takes ~35 bytes per event (898,873 generated events in 31.0 MB): the
 # profile job sizes its shuffle from the archive's file sizes instead of counting the rows.
 ARCHIVE_BYTES_PER_EVENT = 35
+
+
+@contextmanager
+def magic_commit(spark: SparkSession):
+    """Writes started inside use the S3A magic committer's commit protocol (pass
+    ``spark_conf.magic_commit_options()`` to the writer too); the session's own settings come back after."""
+    saved = {key: spark.conf.get(key, None) for key in MAGIC_COMMIT_SQL_CONF}
+    for key, value in MAGIC_COMMIT_SQL_CONF.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def hadoop_path(spark: SparkSession, uri: str):
