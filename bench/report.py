@@ -377,8 +377,9 @@ DAILY_ROWS = (
     ("daily_previous_job_s", "the day before: every profile rebuilt from the archive (spark-submit, for comparison)", "s"),
     ("daily_previous_cpu_s", "  its CPU seconds (spark-submit tree)", "s"),
     ("daily_rerun_job_s", "the same job re-run by spark-submit on the drop's offsets", "s"),
-    ("spark_floor_s", "floor: spark-submit that only starts Spark and counts the drop's Kafka records", "s"),
     ("daily_rerun_cpu_s", "  its CPU seconds (spark-submit tree)", "s"),
+    ("spark_floor_s", "floor: spark-submit that only starts Spark and counts the drop's Kafka records", "s"),
+    ("spark_floor_cpu_s", "  its CPU seconds (spark-submit tree)", "s"),
 )
 
 
