@@ -13,13 +13,14 @@ this measures exactly that shape in a fresh local[2] driver with the job's conf
            BindingParquetOutputCommitter (files are multipart uploads completed at job commit)
 
 Each child process writes the same generated events twice: ``first`` is the fresh JVM's first
-write (what a job run pays), ``second`` the same write warm. Per write: wall seconds, the S3A
+write (what a job run pays), ``second`` the same write warm. Per write: wall seconds, CPU
+seconds of the driver JVM and of the MinIO server (robust to the machine's load), the S3A
 request counters of the bucket's FileSystem (HEAD, LIST, PUT, COPY, DELETE, ...), and a check
 that the written data reads back as every event in one file per date. Variants alternate
 (classic, magic, classic, magic, ...) so a change of machine load hits both alike.
 
-spark-hadoop-cloud is not one of the job's jars: it is fetched from Maven Central into
-.cache/bench-jars (git-ignored) on first use. Writes bench/results/committers.json.
+Both variants run with the job's jars (spark-hadoop-cloud among them, scripts/spark_jars.sh).
+Writes bench/results/committers.json.
 """
 
 from __future__ import annotations
@@ -37,40 +38,24 @@ from typing import Any
 from bench.system import code_version, load_1m, machine_info, say, versions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BENCH_JARS_DIR = PROJECT_ROOT / ".cache" / "bench-jars"
 RESULTS_PATH = PROJECT_ROOT / "bench" / "results" / "committers.json"
 
-MAGIC_CONF = {
-    "spark.hadoop.fs.s3a.committer.name": "magic",
-    "spark.hadoop.fs.s3a.committer.magic.enabled": "true",
-    "spark.hadoop.mapreduce.outputcommitter.factory.scheme.s3a": "org.apache.hadoop.fs.s3a.commit.S3ACommitterFactory",
-    "spark.sql.sources.commitProtocolClass": "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol",
-    "spark.sql.parquet.output.committer.class": "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter",
-}
+
+def magic_conf() -> dict[str, str]:
+    """The job's magic-committer settings (spark_conf), here for the whole session."""
+    from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF, magic_commit_options
+
+    return {**MAGIC_COMMIT_SQL_CONF, **{f"spark.hadoop.{k}": v for k, v in magic_commit_options().items()}}
+
+
 # The S3A counters worth reading (the FileSystem keeps dozens).
 REQUEST_COUNTERS = ("store_io_request", "object_metadata_request", "object_list_request", "object_put_request",
                     "object_copy_requests", "object_delete_request", "object_bulk_delete_request",
                     "object_multipart_initiated", "directories_created", "files_created", "op_rename")
 
 
-def cloud_jar() -> Path:
-    """spark-hadoop-cloud for the project's Spark, from Maven Central into .cache/bench-jars."""
-    import pyspark
-
-    artifact = f"org.apache.spark:spark-hadoop-cloud_2.12:{pyspark.__version__}"
-    path = BENCH_JARS_DIR / f"spark-hadoop-cloud_2.12-{pyspark.__version__}.jar"
-    if not path.is_file():
-        BENCH_JARS_DIR.mkdir(parents=True, exist_ok=True)
-        say(f"resolving {artifact} from Maven Central")
-        repo = Path(os.environ.get("CACHE_DIR", PROJECT_ROOT / ".cache")) / "m2"
-        subprocess.run(["mvn", "-B", "-q", f"-Dmaven.repo.local={repo}",
-                        "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
-                        f"-Dartifact={artifact}", f"-DoutputDirectory={BENCH_JARS_DIR}"], check=True)
-    return path
-
-
 # ------------------------------------------------------------------------------ child process --
-def child(variant: str, events: int, dates: int, bucket: str, jar: str | None) -> dict[str, Any]:
+def child(variant: str, events: int, dates: int, bucket: str) -> dict[str, Any]:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
@@ -78,8 +63,7 @@ def child(variant: str, events: int, dates: int, bucket: str, jar: str | None) -
 
     conf = job_conf(s3a_conf_from_env(), master="local[2]", ui_enabled=False)
     if variant == "magic":
-        conf.update(MAGIC_CONF)
-        conf["spark.driver.extraClassPath"] += os.pathsep + jar
+        conf.update(magic_conf())  # spark-hadoop-cloud is one of the job's jars (scripts/spark_jars.sh)
     builder = SparkSession.builder.master("local[2]").appName(f"committers-{variant}")
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -102,18 +86,29 @@ def child(variant: str, events: int, dates: int, bucket: str, jar: str | None) -
             out[stat.getName()] = int(stat.getValue())
         return out
 
+    from bench.system import server_cpu_seconds
+
+    jvm_stat = Path(f"/proc/{spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()}/stat")
+
+    def jvm_cpu_s() -> float:
+        fields = jvm_stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     writes = {}
     for label in ("first", "second"):
         target = f"{root}/{label}"
         before = counters()
+        cpu_before, minio_before = jvm_cpu_s(), server_cpu_seconds().get("minio", 0.0)
         started = time.perf_counter()
         frame.withColumn("batch", F.lit("bench")).write.partitionBy("event_date", "batch").mode("append").parquet(target)
         seconds = time.perf_counter() - started
+        # CPU seconds barely depend on how busy the machine is, unlike the wall time.
+        cpu_s, minio_cpu_s = jvm_cpu_s() - cpu_before, server_cpu_seconds().get("minio", 0.0) - minio_before
         after = counters()
         back = spark.read.parquet(target)
         files = back.inputFiles()
         writes[label] = {
-            "seconds": round(seconds, 3),
+            "seconds": round(seconds, 3), "driver_cpu_s": round(cpu_s, 2), "minio_cpu_s": round(minio_cpu_s, 2),
             "requests": {k: after.get(k, 0) - before.get(k, 0) for k in REQUEST_COUNTERS},
             "rows_read_back": back.count(), "files": len(files),
             "one_file_per_date": len(files) == len({f.split("event_date=")[1].split("/")[0] for f in files}) == dates,
@@ -132,15 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS_PATH)
     parser.add_argument("--child", choices=["classic", "magic"], help=argparse.SUPPRESS)
     parser.add_argument("--bucket", help=argparse.SUPPRESS)
-    parser.add_argument("--jar", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, args.events, args.dates, args.bucket, args.jar)), flush=True)
+        print("RESULT " + json.dumps(child(args.child, args.events, args.dates, args.bucket)), flush=True)
         return 0
 
     from bench import services
 
-    jar = cloud_jar()
     bucket = f"{os.environ.get('MINIO_BUCKET', 'datalake')}-bench-committers-{uuid.uuid4().hex[:6]}"
     services.create_bucket(bucket)
     runs: list[dict[str, Any]] = []
@@ -150,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 load_before = load_1m()
                 started = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "bench.committers", "--child", variant, "--bucket", bucket,
-                                       "--jar", str(jar), "--events", str(args.events), "--dates", str(args.dates)],
+                                       "--events", str(args.events), "--dates", str(args.dates)],
                                       capture_output=True, text=True, cwd=PROJECT_ROOT)
                 if proc.returncode != 0:
                     raise RuntimeError(f"{variant} child failed:\n{proc.stderr[-3000:]}")
@@ -160,13 +153,15 @@ def main(argv: list[str] | None = None) -> int:
                         raise RuntimeError(f"{variant} {label} write is wrong: {write}")
                 runs.append({"variant": variant, "round": round_no, "process_s": round(time.perf_counter() - started, 1),
                              "load_1m_before": load_before, "load_1m_after": load_1m(), **writes})
-                say(f"{variant} round {round_no}: first write {writes['first']['seconds']} s, second "
-                    f"{writes['second']['seconds']} s, {writes['first']['requests']['store_io_request']} S3 requests")
+                say(f"{variant} round {round_no}: first write {writes['first']['seconds']} s "
+                    f"({writes['first']['driver_cpu_s']} CPU-s, MinIO {writes['first']['minio_cpu_s']}), second "
+                    f"{writes['second']['seconds']} s ({writes['second']['driver_cpu_s']} CPU-s, MinIO "
+                    f"{writes['second']['minio_cpu_s']}), {writes['first']['requests']['store_io_request']} S3 requests")
     finally:
         services.delete_bucket(bucket)
     result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(), "versions": versions(),
               "code": code_version(), "events": args.events, "dates": args.dates, "runs": runs,
-              "magic_conf": MAGIC_CONF, "cloud_jar": jar.name}
+              "magic_conf": magic_conf()}
     args.results.write_text(json.dumps(result, indent=1) + "\n")
     say(f"wrote {args.results}")
     return 0
