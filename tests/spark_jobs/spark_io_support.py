@@ -91,16 +91,21 @@ def list_files(fs: pyarrow.fs.FileSystem, prefix: str) -> list[pyarrow.fs.FileIn
     return [info for info in fs.get_file_info(selector) if info.type == pyarrow.fs.FileType.File]
 
 
+def spark_submit_argv(application: Path, args: list[str], driver_memory: str = "1g") -> list[str]:
+    """The spark-submit command of ``application`` on local[2] with the cached jars and MinIO conf."""
+    conf = job_conf(s3a_conf_from_env(), master=MASTER, driver_memory=driver_memory, ui_enabled=False)
+    return spark_submit_command(
+        application, args, conf, master=MASTER, spark_submit=str(Path(os.environ["VENV"]) / "bin" / "spark-submit")
+    )
+
+
 def run_spark_submit(application: Path, args: list[str], log: Path, driver_memory: str = "1g",
                      expect_success: bool = True) -> str:
     """spark-submit ``application`` on local[2] with the cached jars and MinIO conf; return its log.
 
     Fails with the end of the log when the job's exit status is not the expected one.
     """
-    conf = job_conf(s3a_conf_from_env(), master=MASTER, driver_memory=driver_memory, ui_enabled=False)
-    command = spark_submit_command(
-        application, args, conf, master=MASTER, spark_submit=str(Path(os.environ["VENV"]) / "bin" / "spark-submit")
-    )
+    command = spark_submit_argv(application, args, driver_memory)
     with log.open("w") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=900, cwd=PROJECT_ROOT)
     text = log.read_text()

@@ -29,8 +29,8 @@ as it was; a crash during the commit's renames can leave a partition half-moved.
 write (S3A magic committer) uploads every file as a multipart upload that only the job commit
 completes, so a crash before the commit leaves no file of the batch and one during it can leave
 part of it. Either way the retry of the same batch finds what is there and replaces it whole (the
-hidden leftovers, ``.spark-staging-*``, ``_temporary`` and ``__magic``, are deleted first; the
-magic committer aborts the uploads a crashed write left pending under the archive).
+hidden leftovers, ``.spark-staging-*``, ``_temporary`` and ``__magic``, are deleted first; a
+crashed write's uploads stay invisible until the store expires them, docs/archive-format.md).
 
 Summary keys: kafka_records, events_parsed, records_unparsed, events_in_run, duplicates_dropped,
 already_archived_by_other_batches, events_archived (new rows written for this batch),
