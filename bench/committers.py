@@ -86,13 +86,12 @@ def child(variant: str, events: int, dates: int, bucket: str) -> dict[str, Any]:
             out[stat.getName()] = int(stat.getValue())
         return out
 
-    from bench.system import server_cpu_seconds
+    from bench.system import server_cpu_seconds, stat_cpu_seconds, stat_fields
 
     jvm_stat = Path(f"/proc/{spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()}/stat")
 
     def jvm_cpu_s() -> float:
-        fields = jvm_stat.read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return stat_cpu_seconds(stat_fields(jvm_stat.read_text()))
 
     writes = {}
     for label in ("first", "second"):

@@ -117,13 +117,23 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def stat_fields(text: str) -> list[str]:
+    """The fields of a /proc/<pid>/stat (or task stat) line after "(comm)": state, ppid, pgrp, ...
+    (the command name may hold spaces and parentheses, so split after its last ")")."""
+    return text.rsplit(")", 1)[1].split()
+
+
+def stat_cpu_seconds(fields: list[str]) -> float:
+    """User + system CPU seconds of ``stat_fields``: utime is the 12th field, stime the 13th."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_cpu_seconds() -> dict[str, float]:
     """CPU seconds used so far by each local-stack service (its whole process group).
 
     The pid files of scripts/stack.sh name each service's process-group leader; Elasticsearch's
     launcher and server JVM share one group. Empty for a service that is not a local process.
     """
-    ticks = os.sysconf("SC_CLK_TCK")
     pid_dir = Path(os.environ.get("STACK_DIR") or PROJECT_ROOT / ".stack") / "pids"
     groups: dict[int, str] = {}
     for name in STACK_SERVERS:
@@ -134,13 +144,12 @@ def server_cpu_seconds() -> dict[str, float]:
     used = dict.fromkeys(groups.values(), 0.0)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(stat.read_text())
         except OSError:
             continue
-        # after "(comm)": state ppid pgrp ... utime is the 12th, stime the 13th field
-        name = groups.get(int(fields[2]))
+        name = groups.get(int(fields[2]))  # the process group
         if name:
-            used[name] += (int(fields[11]) + int(fields[12])) / ticks
+            used[name] += stat_cpu_seconds(fields)
     return used
 
 
@@ -225,13 +234,12 @@ class ThreadCpu(threading.Thread):
         self.pid, self.every_s = pid, every_s
         self.seen: dict[tuple[int, int], tuple[str, float]] = {}
         self._stop_event = threading.Event()
-        self._ticks = os.sysconf("SC_CLK_TCK")
 
     def _tree(self) -> list[int]:
         children: dict[int, list[int]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
+                fields = stat_fields(stat.read_text())
             except OSError:
                 continue
             children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
@@ -250,8 +258,7 @@ class ThreadCpu(threading.Thread):
                 except OSError:
                     continue
                 comm = text[text.index("(") + 1:text.rindex(")")]
-                fields = text.rsplit(")", 1)[1].split()
-                self.seen[(pid, int(stat.parent.name))] = (comm, (int(fields[11]) + int(fields[12])) / self._ticks)
+                self.seen[(pid, int(stat.parent.name))] = (comm, stat_cpu_seconds(stat_fields(text)))
 
     def run(self) -> None:
         while not self._stop_event.is_set():
