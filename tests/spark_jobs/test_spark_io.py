@@ -13,7 +13,8 @@ def test_magic_commit_applies_to_the_writes_inside_and_restores_the_session(spar
     spark.conf.set(committer, "org.apache.parquet.hadoop.ParquetOutputCommitter")  # a value set before
     spark.conf.unset(protocol)                                                    # and one left unset
     default_protocol = spark.conf.get(protocol)
-    with magic_commit(spark):
+    with magic_commit(spark) as options:
+        assert options == magic_commit_options()  # for the writer: the Hadoop half of the setting
         assert spark.conf.get(protocol) == MAGIC_COMMIT_SQL_CONF[protocol]
         assert spark.conf.get(committer) == MAGIC_COMMIT_SQL_CONF[committer]
     assert spark.conf.get(protocol) == default_protocol

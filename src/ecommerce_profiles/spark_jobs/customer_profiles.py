@@ -79,12 +79,7 @@ from ecommerce_profiles.spark_jobs.archive_transforms import (
     profile_input,
     with_batch,
 )
-from ecommerce_profiles.spark_jobs.spark_conf import (
-    MAGIC_FOLDER,
-    es_write_options,
-    kafka_batch_options,
-    magic_commit_options,
-)
+from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_FOLDER, es_write_options, kafka_batch_options
 from ecommerce_profiles.spark_jobs.spark_io import (
     ARCHIVE_BYTES_PER_EVENT,
     delete_matching,
@@ -340,8 +335,8 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
             # rename copies). A crash before the commit leaves no file of the batch; one during
             # it can leave part of the batch, which the retry finds and overwrites.
             summary["archive_write"] = "first: append, magic committer"
-            with magic_commit(spark):
-                writer.options(**magic_commit_options()).mode("append").parquet(archive_uri)
+            with magic_commit(spark) as options:
+                writer.options(**options).mode("append").parquet(archive_uri)
         # The batch's partitions this run no longer fills (a corrected drop, or events now owned
         # by another batch) go, so the batch is exactly this run's events.
         stale = sorted((d, b) for d, b in partitions if b == args.batch_id and d not in new_per_date)

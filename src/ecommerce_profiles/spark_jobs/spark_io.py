@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
-from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF
+from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF, magic_commit_options
 
 # ~1 shuffle partition per 600k input events: bigger partitions spill the profile aggregation
 # (20M events: 423 s with 4 partitions, 269 s with 16; docs/benchmarks.md).
@@ -21,13 +21,14 @@ ARCHIVE_BYTES_PER_EVENT = 35
 
 @contextmanager
 def magic_commit(spark: SparkSession):
-    """Writes started inside use the S3A magic committer's commit protocol (pass
-    ``spark_conf.magic_commit_options()`` to the writer too); the session's own settings come back after."""
+    """Writes started inside use the S3A magic committer: sets its commit protocol on the session
+    and yields the Hadoop options the writer must also get (``writer.options(**options)``); the
+    session's own settings come back after."""
     saved = {key: spark.conf.get(key, None) for key in MAGIC_COMMIT_SQL_CONF}
     for key, value in MAGIC_COMMIT_SQL_CONF.items():
         spark.conf.set(key, value)
     try:
-        yield
+        yield magic_commit_options()
     finally:
         for key, value in saved.items():
             if value is None:
