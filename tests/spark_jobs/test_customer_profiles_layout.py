@@ -1,0 +1,37 @@
+"""How the profile job lays out the profiles for its writers (snapshot files, Elasticsearch bulks)."""
+
+from __future__ import annotations
+
+from ecommerce_profiles.spark_jobs.customer_profiles import SNAPSHOT_PARTITIONS, writer_partitions
+
+
+def part_sizes(frame) -> list[int]:
+    return frame.rdd.glom().map(len).collect()
+
+
+def incremental_layout(spark, carried: int, changed: int):
+    """An incremental build's rows as they reach the writers: the earlier snapshot's rows in its
+    two file splits, then the few changed users in four small shuffle partitions."""
+    kept = spark.range(carried, numPartitions=2).withColumnRenamed("id", "user_id")
+    fresh = spark.range(carried, carried + changed, numPartitions=4).withColumnRenamed("id", "user_id")
+    return kept.unionByName(fresh)
+
+
+def test_an_incremental_build_gives_no_writer_more_than_its_share(spark):
+    profiles = incremental_layout(spark, carried=10_000, changed=80)
+    sizes = part_sizes(writer_partitions(profiles, incremental=True))
+    assert sum(sizes) == 10_080
+    # Two task slots: the two largest parts run side by side, each about half of the rows.
+    largest = sorted(sizes, reverse=True)[:2]
+    assert min(largest) >= 0.45 * sum(sizes), sizes
+
+
+def test_a_full_build_merges_its_even_aggregation_partitions_without_a_shuffle(spark):
+    aggregated = spark.range(10_000).withColumnRenamed("id", "user_id").repartition(8, "user_id")
+    laid_out = writer_partitions(aggregated, incremental=False)
+    sizes = part_sizes(laid_out)
+    assert len(sizes) == SNAPSHOT_PARTITIONS and sum(sizes) == 10_000
+    assert min(sizes) >= 0.4 * sum(sizes), sizes
+    # Merged, not shuffled again: the aggregation's hash exchange is the plan's only shuffle.
+    plan = laid_out._jdf.queryExecution().optimizedPlan().toString()
+    assert plan.count("RepartitionByExpression") == 1 and "Repartition 2, false" in plan, plan
