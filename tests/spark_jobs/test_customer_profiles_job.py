@@ -201,6 +201,8 @@ def test_summary_counts_are_consistent(first_run, events, topic_range):
     assert first_run["profiles"] == first_run["distinct_users"] == len(facts["profiled_users"])
     assert first_run["snapshot_date"] == SNAPSHOT_DATE.isoformat()
     assert first_run["spark_startup_seconds"] > 0
+    # job_conf's collector reached the driver JVM through spark-submit (not G1, the JVM's default).
+    assert first_run["jvm_garbage_collectors"] == ["PS MarkSweep", "PS Scavenge"]
     assert set(first_run["stage_seconds"]) >= {"read_kafka", "archive", "build_and_write_snapshot", "write_elasticsearch"}
     assert first_run["profile_build"]["mode"] == "full"  # the lake holds no earlier snapshot
     assert first_run["archive_write"] == "first: append, magic committer"

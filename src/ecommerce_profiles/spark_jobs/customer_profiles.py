@@ -37,7 +37,8 @@ already_archived_by_other_batches, events_archived (new rows written for this ba
 events_per_date, dates_archived, stale_partitions_deleted, archive_write (first append with the
 magic committer, or a rerun's dynamic overwrite), archive_events_total /
 archive_dates_total (the profile input), shuffle_partitions, profiles, distinct_users, batch_id,
-run_date, snapshot_date, offsets, spark_startup_seconds, stage_seconds, total_seconds.
+run_date, snapshot_date, offsets, spark_startup_seconds, jvm_garbage_collectors, stage_seconds,
+total_seconds.
 """
 
 from __future__ import annotations
@@ -144,6 +145,13 @@ def jvm_started_epoch_seconds(spark: SparkSession) -> float:
     """When this driver JVM (spark-submit) started: the start of Spark's start-up."""
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     return runtime.getStartTime() / 1000.0
+
+
+def jvm_garbage_collectors(spark: SparkSession) -> list[str]:
+    """The driver JVM's collectors (``PS Scavenge``/``PS MarkSweep`` for the parallel collector that
+    spark_conf.job_conf asks for): the summary says which one the run really had."""
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    return sorted(str(bean.getName()) for bean in beans)
 
 
 def quiet_spark_logs(spark: SparkSession) -> None:
@@ -467,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["status"] = "succeeded"
         summary["spark_version"] = spark.version
         summary["spark_startup_seconds"] = startup_seconds
+        summary["jvm_garbage_collectors"] = jvm_garbage_collectors(spark)
         summary["stage_seconds"] = timer.seconds
         summary["total_seconds"] = round(time.time() - jvm_started_epoch_seconds(spark), 3)
         write_summary(spark, args.summary_uri, summary, LOG)
