@@ -412,7 +412,7 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         scratch += [activity]
         profiles = check_profile_schema(with_snapshot_features(activity, args.snapshot_date))
         # Cached: the snapshot, the counts and Elasticsearch all get exactly these rows, and the
-        # aggregation runs once. In SNAPSHOT_PARTITIONS equal parts, one per writer task.
+        # aggregation runs once. Laid out so that both writer tasks stay busy (writer_partitions).
         profiles = writer_partitions(profiles, decision.incremental).persist(StorageLevel.MEMORY_AND_DISK)
         # The manifest goes first and comes back last: a snapshot without one is never carried forward.
         delete_path(spark, manifest_uri(args.lake_uri, snapshot))
