@@ -94,8 +94,9 @@ from ecommerce_profiles.spark_jobs.spark_io import (
 )
 
 LOG = logging.getLogger("customer_profiles")
-# Parquet files of the snapshot and concurrent Elasticsearch bulk writers: the snapshot is
-# small (one row per user) and two writers keep a 2-core single-node cluster busy.
+# Parquet files of a fully built snapshot and concurrent Elasticsearch bulk writers: the snapshot
+# is small (one row per user) and two writers keep a 2-core single-node cluster busy (an
+# incremental build keeps its own partitions: writer_partitions).
 SNAPSHOT_PARTITIONS = 2
 
 
