@@ -83,6 +83,10 @@ spark_start() {
   # `stack.sh clean spark` deletes both. Finished applications' dirs go after an hour.
   data_dir=$(stack_data_dir spark)
   mkdir -p "$data_dir/work" "$data_dir/local"
+  # The worker's own clean-up only runs while it is up, so the folders of applications from
+  # earlier starts stay (each holds a copy of the connector jars, ~280 MB: 22 of them filled
+  # 6 GB here). No application runs before the master starts: they all go.
+  rm -rf "$data_dir/work"/app-* "$data_dir/work"/driver-*
   SPARK_HOME="$home" SPARK_LOCAL_IP=127.0.0.1 SPARK_LOCAL_DIRS="$data_dir/local" \
     SPARK_DAEMON_MEMORY="${SPARK_DAEMON_MEMORY:-512m}" \
     SPARK_WORKER_OPTS="-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.interval=600 -Dspark.worker.cleanup.appDataTtl=3600" \

@@ -45,6 +45,8 @@ from .stack_cli import assert_status_up, assert_up_refuses_taken_port, run_stack
 MASTER = f"spark://127.0.0.1:{os.environ.get('SPARK_MASTER_PORT', '7077')}"
 MASTER_UI = f"http://127.0.0.1:{os.environ['SPARK_MASTER_UI_PORT']}"
 PARTITIONS = 3
+SPARK_WORK_DIR = Path(os.environ["STACK_DIR"]) / "data" / "spark" / "work"
+LEFTOVER_APP_DIR = SPARK_WORK_DIR / "app-19700101000000-0000"
 
 # Kafka range -> raw Parquet in the lake (s3a write) -> read back (s3a read) -> a Python UDF and a
 # shuffle -> totals per user in the lake. Writes a small report (where it ran) as JSON.
@@ -101,6 +103,10 @@ def master_state() -> dict:
 def spark_cluster(stack):
     """`stack.sh up spark`; `stack.sh down spark` after the module (if this module started it)."""
     already_up = run_stack("status", "spark").returncode == 0
+    if not already_up:
+        # What an earlier start leaves: an application's folder with its copy of the jars.
+        LEFTOVER_APP_DIR.mkdir(parents=True, exist_ok=True)
+        (LEFTOVER_APP_DIR / "aws-java-sdk-bundle.jar").write_bytes(b"\0" * 1024)
     started = time.monotonic()
     result = run_stack("up", "spark")
     assert result.returncode == 0, f"stack.sh up spark failed:\n{result.stderr}"
@@ -156,6 +162,13 @@ def read_rows(prefix: str, columns: list[str]) -> list[tuple]:
 
 def test_status_reports_spark_up_with_its_url(spark_cluster):
     assert_status_up("spark", MASTER)
+
+
+def test_up_deletes_the_folders_of_earlier_applications(spark_cluster):
+    """The worker's own clean-up runs only while it is up: without this, every start left its
+    applications' folders (~280 MB of jars each) behind."""
+    assert SPARK_WORK_DIR.is_dir()
+    assert not LEFTOVER_APP_DIR.exists()
 
 
 def test_master_and_worker_listen_on_loopback_only(spark_cluster):
