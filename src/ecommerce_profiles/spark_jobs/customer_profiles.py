@@ -339,10 +339,17 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         other_dates = sorted({d for d, b in partitions if b != args.batch_id and d in set(run_dates)})
         elsewhere = (archived_by_other_batches(read_archive(spark, archive_uri, other_dates), args.batch_id, other_dates)
                      if other_dates else None)
-        # Cached: written to the lake, counted, and the run's part of the profile input.
-        new_events = not_yet_archived(events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
-        new_per_date = {r[EVENT_DATE].isoformat(): r["count"]
-                        for r in new_events.groupBy(EVENT_DATE).count().collect()}
+        if elsewhere is None:
+            # No other batch holds any of the run's dates: every distinct event is new, the
+            # counts per date are the read's, and the cached records serve the write and the
+            # profiles (no second cache, no counting job: 2.4 s of the 885k one-shot).
+            new_events = not_yet_archived(events, None)
+            new_per_date = {r[EVENT_DATE].isoformat(): r["distinct_records"] for r in valid}
+        else:
+            # Cached: written to the lake, counted, and the run's part of the profile input.
+            new_events = not_yet_archived(events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
+            new_per_date = {r[EVENT_DATE].isoformat(): r["count"]
+                            for r in new_events.groupBy(EVENT_DATE).count().collect()}
         # After the EXCEPT's shuffle, regroup by date: one file per date instead of one per
         # shuffle partition and date (the events straight from Kafka are grouped already).
         to_write = new_events.repartition(EVENT_DATE) if elsewhere is not None else new_events
@@ -363,7 +370,8 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         # by another batch) go, so the batch is exactly this run's events.
         stale = sorted((d, b) for d, b in partitions if b == args.batch_id and d not in new_per_date)
         delete_partitions(spark, archive_uri, stale)
-        collapsed.unpersist()
+        if elsewhere is not None:
+            collapsed.unpersist()  # new_events has its own cache; otherwise it reads this one
     summary["events_archived"] = sum(new_per_date.values())
     summary["already_archived_by_other_batches"] = summary["events_in_run"] - summary["events_archived"]
     summary["events_per_date"] = dict(sorted(new_per_date.items()))
@@ -393,7 +401,7 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         # share of it (incremental): sized from the files, as the whole is the upper bound.
         summary["shuffle_partitions"] = scaled_shuffle_partitions(
             spark, sum(profiled_files.values()) // ARCHIVE_BYTES_PER_EVENT)
-        scratch = [new_events]  # unpersisted once the profiles are cached and written
+        scratch = [new_events, collapsed]  # unpersisted once the profiles are cached and written
         if decision.incremental:
             previous_snapshot = date.fromisoformat(decision.previous_snapshot)
             changed = changed_users(profile_events, new_events, previous_snapshot).persist(StorageLevel.MEMORY_AND_DISK)
