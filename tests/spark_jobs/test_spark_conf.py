@@ -71,6 +71,19 @@ def test_offsets_json_is_sparks_per_partition_format():
     assert json.loads(text) == {"events": {"0": -2, "1": 7}}
 
 
+def test_records_in_range_counts_a_bounded_range_only():
+    starting = spark_conf.offsets_json("events", {0: 10, 1: 0, 2: 5})
+    ending = spark_conf.offsets_json("events", {0: 110, 1: 40, 2: 5})
+    assert spark_conf.records_in_range(starting, ending) == 140
+    # A sentinel (earliest/latest) or another set of partitions: unknown before reading.
+    earliest = spark_conf.offsets_json("events", {0: spark_conf.EARLIEST, 1: 0, 2: 5})
+    assert spark_conf.records_in_range(earliest, ending) is None
+    latest = spark_conf.offsets_json("events", {0: 110, 1: spark_conf.LATEST, 2: 5})
+    assert spark_conf.records_in_range(starting, latest) is None
+    assert spark_conf.records_in_range(spark_conf.offsets_json("events", {0: 10}), ending) is None
+    assert spark_conf.records_in_range(starting, spark_conf.offsets_json("other", {0: 110, 1: 40, 2: 5})) is None
+
+
 def test_spark_submit_command_puts_conf_before_the_application():
     command = spark_conf.spark_submit_command("job.py", ["--x", "1"], {"a": "b"}, spark_submit="/bin/spark-submit")
     assert command == ["/bin/spark-submit", "--master", "local[2]", "--conf", "a=b", "job.py", "--x", "1"]

@@ -29,3 +29,14 @@ def test_magic_commit_options_pick_the_magic_committer_for_s3a_only():
     options = magic_commit_options()
     assert options["fs.s3a.committer.name"] == "magic"
     assert set(options) == {"fs.s3a.committer.name", "mapreduce.outputcommitter.factory.scheme.s3a"}
+
+
+def test_shuffle_partitions_grow_with_the_input_and_never_drop_below_the_configured():
+    from ecommerce_profiles.spark_jobs.spark_io import EVENTS_PER_SHUFFLE_PARTITION, shuffle_partitions_for
+
+    assert shuffle_partitions_for(0, 4) == 4
+    assert shuffle_partitions_for(6_283, 4) == 4  # a daily drop
+    assert shuffle_partitions_for(885_129, 4) == 4
+    assert shuffle_partitions_for(20_000_000, 4) == 34
+    assert shuffle_partitions_for(4 * EVENTS_PER_SHUFFLE_PARTITION + 1, 4) == 5
+    assert shuffle_partitions_for(20_000_000, 64) == 64

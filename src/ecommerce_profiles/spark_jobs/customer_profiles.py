@@ -36,7 +36,7 @@ Summary keys: kafka_records, events_parsed, records_unparsed, events_in_run, dup
 already_archived_by_other_batches, events_archived (new rows written for this batch),
 events_per_date, dates_archived, stale_partitions_deleted, archive_write (first append with the
 magic committer, or a rerun's dynamic overwrite), archive_events_total /
-archive_dates_total (the profile input), shuffle_partitions, profiles, distinct_users, batch_id,
+archive_dates_total (the profile input), read_shuffle_partitions, shuffle_partitions, profiles, distinct_users, batch_id,
 run_date, snapshot_date, offsets, spark_startup_seconds, jvm_garbage_collectors, stage_seconds,
 total_seconds.
 """
@@ -80,7 +80,7 @@ from ecommerce_profiles.spark_jobs.archive_transforms import (
     profile_input,
     with_batch,
 )
-from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_FOLDER, es_write_options, kafka_batch_options
+from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_FOLDER, es_write_options, kafka_batch_options, records_in_range
 from ecommerce_profiles.spark_jobs.spark_io import (
     ARCHIVE_BYTES_PER_EVENT,
     delete_matching,
@@ -301,6 +301,12 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
     }
 
     with timer.stage("read_kafka"):
+        # The run's record count is known before the read: the shuffle that collapses duplicates
+        # (and the archive write after it) get partitions sized from it, as the profiles do below
+        # (20M events in 4 partitions spilled 2.6 GB to disk in the collapse, 0.7 GB in the write).
+        in_range = (args.expected_records if args.expected_records is not None
+                    else records_in_range(args.starting_offsets, args.ending_offsets))
+        summary["read_shuffle_partitions"] = scaled_shuffle_partitions(spark, in_range or 0)
         # Kafka is read once: parsing, deduplication and every count come from one shuffle whose
         # result is cached; the archive and the profiles reuse it.
         records = (

@@ -158,6 +158,24 @@ def offsets_json(topic: str, offsets: Mapping[int, int]) -> str:
     return json.dumps({topic: {str(partition): int(offset) for partition, offset in sorted(offsets.items())}})
 
 
+def records_in_range(starting_offsets: str, ending_offsets: str) -> int | None:
+    """Records in a bounded offset range (Spark's per-partition JSON), or None when either end
+    has a sentinel (earliest/latest) or they name different partitions."""
+    starting, ending = json.loads(starting_offsets), json.loads(ending_offsets)
+    if starting.keys() != ending.keys():
+        return None
+    total = 0
+    for topic, partitions in ending.items():
+        if partitions.keys() != starting[topic].keys():
+            return None
+        for partition, end in partitions.items():
+            start = starting[topic][partition]
+            if start < 0 or end < 0:
+                return None
+            total += end - start
+    return total
+
+
 def kafka_batch_options(
     bootstrap_servers: str,
     topic: str,

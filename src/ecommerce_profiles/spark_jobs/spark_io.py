@@ -107,12 +107,16 @@ def write_summary(spark: SparkSession, uri: str, summary: dict, log: logging.Log
     log.info("summary written to %s:\n%s", uri, text)
 
 
+def shuffle_partitions_for(events: int, configured: int) -> int:
+    """~1 shuffle partition per 600k events, never fewer than ``configured``."""
+    return max(configured, -(-events // EVENTS_PER_SHUFFLE_PARTITION))
+
+
 def scaled_shuffle_partitions(spark: SparkSession, events: int) -> int:
     """Raise spark.sql.shuffle.partitions with the input: ~1 partition per 600k events.
 
     The configured value (4 on the local stack) suits a daily drop; never lowered.
     """
-    configured = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    wanted = max(configured, -(-events // EVENTS_PER_SHUFFLE_PARTITION))
+    wanted = shuffle_partitions_for(events, int(spark.conf.get("spark.sql.shuffle.partitions")))
     spark.conf.set("spark.sql.shuffle.partitions", str(wanted))
     return wanted
