@@ -349,16 +349,18 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
             # No other batch holds any of the run's dates: every distinct event is new, the
             # counts per date are the read's, and the cached records serve the write and the
             # profiles (no second cache, no counting job: 2.4 s of the 885k one-shot).
+            # The events straight from Kafka are grouped by date already: one file per date.
             new_events = not_yet_archived(events, None)
             new_per_date = {r[EVENT_DATE].isoformat(): r["distinct_records"] for r in valid}
+            to_write = new_events
         else:
             # Cached: written to the lake, counted, and the run's part of the profile input.
             new_events = not_yet_archived(events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
             new_per_date = {r[EVENT_DATE].isoformat(): r["count"]
                             for r in new_events.groupBy(EVENT_DATE).count().collect()}
-        # After the EXCEPT's shuffle, regroup by date: one file per date instead of one per
-        # shuffle partition and date (the events straight from Kafka are grouped already).
-        to_write = new_events.repartition(EVENT_DATE) if elsewhere is not None else new_events
+            # After the EXCEPT's shuffle, regroup by date: one file per date instead of one per
+            # shuffle partition and date.
+            to_write = new_events.repartition(EVENT_DATE)
         writer = with_batch(to_write, args.batch_id).write.partitionBy(EVENT_DATE, BATCH_PARTITION)
         if any(batch == args.batch_id for _, batch in partitions):
             # A rerun: dynamic overwrite replaces exactly the (event_date, batch) partitions written here.
