@@ -28,15 +28,25 @@ class PipelineNames:
     bucket: str
     alias: str
     topic_partitions: int = 3
+    profile_replicas: int = 0
+
+
+def _count_setting(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    text = environ.get(name, "").strip() or str(default)
+    if not text.isdigit() or int(text) < minimum:
+        raise ValueError(f"{name}={text!r} in the environment (.env / Compose) is not a whole number >= {minimum}")
+    return int(text)
 
 
 def pipeline_names(environ: Mapping[str, str] = os.environ) -> PipelineNames:
-    """The topic, lake bucket and Elasticsearch alias of this deployment (.env / Compose)."""
+    """The topic, lake bucket and Elasticsearch alias of this deployment (.env / Compose), with
+    the topic's partitions and the replicas each published profile index gets."""
     return PipelineNames(
         topic=environ.get("KAFKA_TOPIC", "ecommerce_events"),
         bucket=environ.get("MINIO_BUCKET", "datalake"),
         alias=environ.get("ELASTICSEARCH_INDEX", "customer_profiles"),
-        topic_partitions=int(environ.get("KAFKA_TOPIC_PARTITIONS", "3")),
+        topic_partitions=_count_setting(environ, "KAFKA_TOPIC_PARTITIONS", 3, minimum=1),
+        profile_replicas=_count_setting(environ, "ELASTICSEARCH_PROFILE_REPLICAS", 0, minimum=0),
     )
 
 

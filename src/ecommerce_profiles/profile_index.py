@@ -27,6 +27,8 @@ from ecommerce_profiles.schemas import ES_SERVING_SETTINGS, es_mapping
 
 # Published indices kept for rollback, the one behind the alias included.
 DEFAULT_RETENTION = 3
+# How long publishing waits for the replicas to be allocated and copied before it gives up.
+REPLICA_WAIT_SECONDS = 120
 
 
 class PublishError(RuntimeError):
@@ -65,21 +67,44 @@ def profile_indices(es, alias: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def publish_profile_index(es, *, alias: str, index: str, expected_docs: int,
-                          retention: int = DEFAULT_RETENTION, now: datetime | None = None) -> dict[str, Any]:
-    """Check the new index holds ``expected_docs`` documents, then move the alias atomically."""
+def restore_serving_settings(es, index: str, replicas: int, wait_seconds: int = REPLICA_WAIT_SECONDS) -> None:
+    """Give a bulk-loaded index its serving settings and ``replicas`` replicas (it was loaded
+    with none: each replica would index every document again while the job writes), and wait
+    until every copy is allocated and started. Raises PublishError if they are not in time."""
+    es.indices.put_settings(index=index, settings={"index": {**ES_SERVING_SETTINGS, "number_of_replicas": replicas}})
+    if replicas:
+        # Elasticsearch answers a wait that timed out with 408 and the health; the client's own
+        # timeout must outlast the server's.
+        health = es.options(ignore_status=408, request_timeout=wait_seconds + 30).cluster.health(
+            index=index, wait_for_status="green", timeout=f"{wait_seconds}s")
+        if health["timed_out"] or health["status"] != "green":
+            raise PublishError(
+                f"Index {index} did not get its {replicas} replica(s) within {wait_seconds}s: status {health['status']}, "
+                f"{health['unassigned_shards']} unassigned shard(s) on {health['number_of_nodes']} node(s) "
+                "(each replica needs a data node of its own besides the primary's)")
+
+
+def publish_profile_index(es, *, alias: str, index: str, expected_docs: int, retention: int = DEFAULT_RETENTION,
+                          replicas: int = 0, replica_wait_seconds: int = REPLICA_WAIT_SECONDS,
+                          now: datetime | None = None) -> dict[str, Any]:
+    """Check the new index holds ``expected_docs`` documents and has its ``replicas``, then move
+    the alias atomically."""
     if retention < 1:
         raise ValueError("retention must keep at least the published index")
+    if replicas < 0:
+        raise ValueError(f"replicas must be 0 or more, not {replicas}")
     snapshot = snapshot_of(index, alias)
     if snapshot is None:
         raise PublishError(f"Index name {index} does not follow <alias>-<yyyymmdd>-<stamp>")
-    # The index was bulk-loaded with the load settings (no refresh, async translog).
-    es.indices.put_settings(index=index, settings={"index": ES_SERVING_SETTINGS})
     es.indices.refresh(index=index)
     docs = es.count(index=index)["count"]
     if docs != expected_docs:
         raise PublishError(f"Index {index} holds {docs} profile documents but the Spark job reported "
                            f"{expected_docs} profiles; the alias {alias} was NOT moved.")
+    try:
+        restore_serving_settings(es, index, replicas, replica_wait_seconds)
+    except PublishError as err:
+        raise PublishError(f"{err}; the alias {alias} was NOT moved.") from err
     published_at = (now or datetime.now(timezone.utc)).isoformat()
     es.indices.put_mapping(index=index, meta={"published_at": published_at, "snapshot_date": snapshot,
                                               "documents": docs})
@@ -105,7 +130,7 @@ def publish_profile_index(es, *, alias: str, index: str, expected_docs: int,
     deleted += sorted(n for n in published if n not in keep)
     for name in deleted:
         es.indices.delete(index=name)
-    return {"index": index, "docs": docs, "alias_moved": move_alias,
+    return {"index": index, "docs": docs, "replicas": replicas, "alias_moved": move_alias,
             "alias_snapshot": snapshot if move_alias else aliased_snapshot,
             "deleted_indices": sorted(deleted), "retention": retention}
 

@@ -79,7 +79,8 @@ def week(stack, tmp_path_factory):
     drops = _write_drops(pipeline.data_dir, source)
     for day in RUN_ORDER:
         pipeline.dags_test(day)
-    return {"pipeline": pipeline, "drops": drops, "source": source}
+    yield {"pipeline": pipeline, "drops": drops, "source": source}
+    pipeline.remove()
 
 
 def test_the_drops_are_as_hostile_as_promised(week):

@@ -91,7 +91,8 @@ def dag_run(stack, tmp_path_factory):
     def run_dag():
         return pipeline.dags_test(RUN_DATE, conf={"input_path": INPUT})
 
-    return {"env": pipeline.env, "csv": csv_path, "run": run_dag, "s3": s3(), "es": elasticsearch()}
+    yield {"env": pipeline.env, "csv": csv_path, "run": run_dag, "s3": s3(), "es": elasticsearch()}
+    pipeline.remove()
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,8 @@ def cluster_run(cluster, tmp_path_factory):
     pipeline.env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps(
         {"conn_type": "spark", "host": cluster, "port": 7077, "extra": {"deploy-mode": "client"}})
     log = pipeline.dags_test(SNAPSHOT, conf={"input_path": INPUT})
-    return {"pipeline": pipeline, "source": source, "log": log}
+    yield {"pipeline": pipeline, "source": source, "log": log}
+    pipeline.remove()
 
 
 def _snapshot_rows(bucket: str) -> list[dict]:

@@ -103,3 +103,27 @@ def test_a_failed_runs_index_is_discarded_but_a_published_one_never(es_alias):
     assert discard_unpublished_index(es, alias, orphan)
     assert sorted(profile_indices(es, alias)) == [published]
     assert not discard_unpublished_index(es, alias, None)
+
+
+def test_publishing_restores_the_serving_settings(es_alias):
+    es, alias = es_alias
+    index = _index_with_docs(es, alias, "2020-11-17", 3, 1)
+    assert es.indices.get_settings(index=index)[index]["settings"]["index"]["refresh_interval"] == "-1"
+    assert _publish(es, alias, index, 3, 2)["replicas"] == 0
+    settings = es.indices.get_settings(index=index)[index]["settings"]["index"]
+    assert (settings["refresh_interval"], settings["translog"]["durability"], settings["number_of_replicas"]) == \
+        ("1s", "request", "0")
+
+
+def test_replicas_the_cluster_cannot_place_leave_the_alias_where_it_was(es_alias):
+    # The local cluster has one node: a replica can never be allocated, so the index never turns green.
+    es, alias = es_alias
+    first = _index_with_docs(es, alias, "2020-11-17", 3, 1)
+    _publish(es, alias, first, 3, 2)
+    replicated = _index_with_docs(es, alias, "2020-11-18", 3, 3)
+    with pytest.raises(PublishError, match=r"did not get its 1 replica\(s\) within 1s: status yellow, 1 unassigned "
+                                           r"shard\(s\) on 1 node\(s\).*the alias .* was NOT moved"):
+        publish_profile_index(es, alias=alias, index=replicated, expected_docs=3, replicas=1, replica_wait_seconds=1,
+                              now=T0 + timedelta(minutes=4))
+    assert _aliased(es, alias) == [first]
+    assert not profile_indices(es, alias)[replicated]["published_at"]

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from confluent_kafka.admin import AdminClient
 
 from ecommerce_profiles.connections import elasticsearch_settings_from_env, lake_admin_settings_from_env
 
@@ -52,6 +53,11 @@ class Pipeline:
         assert succeeded == expect_success, log[-8000:]
         return log
 
+    def remove(self) -> None:
+        """Delete the pipeline's bucket, topic and indices (a long-lived dev stack would otherwise
+        keep every test run's, and Elasticsearch refuses new indices past 1,000 shards)."""
+        remove_pipeline_resources(self.bucket, self.env["KAFKA_TOPIC"], self.alias)
+
 
 def make_pipeline(root: Path, prefix: str = "e2e") -> Pipeline:
     """Unique names, a created bucket and a migrated private Airflow DB under ``root``."""
@@ -72,6 +78,27 @@ def make_pipeline(root: Path, prefix: str = "e2e") -> Pipeline:
     subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "airflow_db.sh")], check=True, env=env,
                    capture_output=True, timeout=600)
     return Pipeline(root, env)
+
+
+def remove_pipeline_resources(bucket: str, topic: str, alias: str) -> None:
+    """Delete a test pipeline's bucket (with its objects), Kafka topic and dated indices."""
+    client = s3()
+    if any(b["Name"] == bucket for b in client.list_buckets()["Buckets"]):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        client.delete_bucket(Bucket=bucket)
+    # Keep the client referenced until the result is in: a collected client aborts the request.
+    admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
+    if topic in admin.list_topics(timeout=10).topics:
+        for future in admin.delete_topics([topic]).values():
+            future.result(timeout=30)
+    es = elasticsearch()
+    # by name: Elasticsearch refuses wildcard deletes
+    indices = es.indices.get(index=f"{alias}-*", ignore_unavailable=True, allow_no_indices=True)
+    if indices:
+        es.indices.delete(index=",".join(indices))
 
 
 def s3():

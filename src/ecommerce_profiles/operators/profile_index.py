@@ -49,22 +49,24 @@ class PublishProfileIndexOperator(BaseOperator):
     """Check the Spark job's counts against the index, then move the alias to it.
 
     Checks: profiles in the snapshot == distinct users (the job's summary in the run's
-    evidence) == documents in the new index. Keeps ``retention`` published indices for
-    rollback. Returns the publish result merged with the job's summary.
+    evidence) == documents in the new index, and the index has its ``replicas`` (default:
+    ELASTICSEARCH_PROFILE_REPLICAS; it was loaded without). Keeps ``retention`` published
+    indices for rollback. Returns the publish result merged with the job's summary.
     """
 
     template_fields: Sequence[str] = ("alias", "index", "summary_key", "bucket")
 
     def __init__(self, *, index: str, summary_key: str, alias: str | None = None, bucket: str | None = None,
-                 retention: int = DEFAULT_RETENTION, lake_conn_id: str = LAKE_CONN_ID,
+                 retention: int = DEFAULT_RETENTION, replicas: int | None = None, lake_conn_id: str = LAKE_CONN_ID,
                  es_conn_id: str = ELASTICSEARCH_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.alias, self.index, self.summary_key, self.bucket = alias, index, summary_key, bucket
-        self.retention, self.lake_conn_id, self.es_conn_id = retention, lake_conn_id, es_conn_id
+        self.retention, self.replicas, self.lake_conn_id, self.es_conn_id = retention, replicas, lake_conn_id, es_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         names = pipeline_names()
         alias, bucket = self.alias or names.alias, self.bucket or names.bucket
+        replicas = names.profile_replicas if self.replicas is None else self.replicas
         summary = json.loads(S3Hook(aws_conn_id=self.lake_conn_id).read_key(key=self.summary_key, bucket_name=bucket))
         if summary["profiles"] != summary["distinct_users"]:
             raise AirflowException(
@@ -72,11 +74,12 @@ class PublishProfileIndexOperator(BaseOperator):
                 f"({lake.s3_uri(bucket, self.summary_key)}); the alias {alias} was NOT moved.")
         try:
             result = publish_profile_index(elasticsearch_client(self.es_conn_id), alias=alias, index=self.index,
-                                           expected_docs=int(summary["profiles"]), retention=self.retention)
+                                           expected_docs=int(summary["profiles"]), retention=self.retention,
+                                           replicas=replicas)
         except PublishError as err:
             raise AirflowException(str(err)) from err
         if result["alias_moved"]:
-            self.log.info("Alias %s -> %s (%d profiles)", alias, self.index, result["docs"])
+            self.log.info("Alias %s -> %s (%d profiles, %d replica(s))", alias, self.index, result["docs"], replicas)
         else:
             self.log.info("Kept alias %s on the newer snapshot %s; %s holds this backfill's %d profiles",
                           alias, result["alias_snapshot"], self.index, result["docs"])
