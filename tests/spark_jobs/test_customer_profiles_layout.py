@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ecommerce_profiles.spark_jobs.customer_profiles import SNAPSHOT_PARTITIONS, writer_partitions
+import pytest
+
+from ecommerce_profiles.spark_jobs.customer_profiles import SNAPSHOT_PARTITIONS, writer_count, writer_partitions
 
 
 def part_sizes(frame) -> list[int]:
@@ -26,12 +28,17 @@ def test_an_incremental_build_gives_no_writer_more_than_its_share(spark):
     assert min(largest) >= 0.45 * sum(sizes), sizes
 
 
-def test_a_full_build_merges_its_even_aggregation_partitions_without_a_shuffle(spark):
+@pytest.mark.parametrize("writers", [SNAPSHOT_PARTITIONS, 4])
+def test_a_full_build_merges_its_even_aggregation_partitions_without_a_shuffle(spark, writers):
     aggregated = spark.range(10_000).withColumnRenamed("id", "user_id").repartition(8, "user_id")
-    laid_out = writer_partitions(aggregated, incremental=False)
+    laid_out = writer_partitions(aggregated, incremental=False, writers=writers)
     sizes = part_sizes(laid_out)
-    assert len(sizes) == SNAPSHOT_PARTITIONS and sum(sizes) == 10_000
-    assert min(sizes) >= 0.4 * sum(sizes), sizes
+    assert len(sizes) == writers and sum(sizes) == 10_000
+    assert min(sizes) >= 0.8 * sum(sizes) / writers, sizes
     # Merged, not shuffled again: the aggregation's hash exchange is the plan's only shuffle.
     plan = laid_out._jdf.queryExecution().optimizedPlan().toString()
-    assert plan.count("RepartitionByExpression") == 1 and "Repartition 2, false" in plan, plan
+    assert plan.count("RepartitionByExpression") == 1 and f"Repartition {writers}, false" in plan, plan
+
+
+def test_a_job_has_a_writer_per_task_slot_and_never_fewer_than_two():
+    assert [writer_count(slots) for slots in (1, 2, 3, 16)] == [2, 2, 3, 16]

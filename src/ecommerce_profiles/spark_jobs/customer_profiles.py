@@ -94,9 +94,10 @@ from ecommerce_profiles.spark_jobs.spark_io import (
 )
 
 LOG = logging.getLogger("customer_profiles")
-# Parquet files of a fully built snapshot and concurrent Elasticsearch bulk writers: the snapshot
-# is small (one row per user) and two writers keep a 2-core single-node cluster busy (an
-# incremental build keeps its own partitions: writer_partitions).
+# The fewest Parquet files of a fully built snapshot and concurrent Elasticsearch bulk writers:
+# the snapshot is small (one row per user) and two writers keep a 2-core single-node stack busy.
+# A cluster with more task slots gets one writer per slot (writer_count); an incremental build
+# keeps its own partitions (writer_partitions).
 SNAPSHOT_PARTITIONS = 2
 
 
@@ -211,17 +212,22 @@ STAGE_SERVICES = {
 }
 
 
-def writer_partitions(profiles: DataFrame, incremental: bool) -> DataFrame:
+def writer_count(task_slots: int) -> int:
+    """One snapshot file and Elasticsearch writer per task slot of the job, at least SNAPSHOT_PARTITIONS."""
+    return max(SNAPSHOT_PARTITIONS, task_slots)
+
+
+def writer_partitions(profiles: DataFrame, incremental: bool, writers: int = SNAPSHOT_PARTITIONS) -> DataFrame:
     """The profiles in parts of about equal size for the snapshot's files and the Elasticsearch
-    bulk writers, so that both writer tasks work to the end, without another shuffle.
+    bulk writers, so that every writer task works to the end, without another shuffle.
 
     A full build's rows come from the aggregation's hash partitions, which are even: they are
-    merged into SNAPSHOT_PARTITIONS. An incremental build's are the earlier snapshot's file
+    merged into ``writers`` parts. An incremental build's are the earlier snapshot's file
     splits (even: written this way) and the changed users' few small partitions; they stay as
     they are. Merging them (coalesce merges partitions by count, not size) gave one writer
     413,818 of 416,470 profiles in the daily benchmark.
     """
-    return profiles if incremental else profiles.coalesce(SNAPSHOT_PARTITIONS)
+    return profiles if incremental else profiles.coalesce(writers)
 
 
 def failure_summary(error: BaseException, stage: str) -> dict:
@@ -429,8 +435,10 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         scratch += [activity]
         profiles = check_profile_schema(with_snapshot_features(activity, args.snapshot_date))
         # Cached: the snapshot, the counts and Elasticsearch all get exactly these rows, and the
-        # aggregation runs once. Laid out so that both writer tasks stay busy (writer_partitions).
-        profiles = writer_partitions(profiles, decision.incremental).persist(StorageLevel.MEMORY_AND_DISK)
+        # aggregation runs once. Laid out so that every writer task stays busy (writer_partitions).
+        summary["writers"] = writer_count(spark.sparkContext.defaultParallelism)
+        profiles = writer_partitions(profiles, decision.incremental, summary["writers"]).persist(
+            StorageLevel.MEMORY_AND_DISK)
         # The manifest goes first and comes back last: a snapshot without one is never carried forward.
         delete_path(spark, manifest_uri(args.lake_uri, snapshot))
         profiles.write.mode("overwrite").parquet(snapshot_uri)
