@@ -155,9 +155,10 @@ ES_LOAD_SETTINGS = {"refresh_interval": "-1", "translog": {"durability": "async"
 # Settings the publish step restores before the alias points at the index.
 ES_SERVING_SETTINGS = {"refresh_interval": "1s", "translog": {"durability": "request"}}
 # Primary shards of a profile index. Each document is indexed by its _id (the user), so every
-# write first looks the id up; two shards halve what each lookup searches. Loading 9.19M profiles
-# (a 20M-event run) on the 2-core stack: 217-238 s against 261-300 s with one shard, 12-18 % less
-# Elasticsearch CPU (docs/benchmarks.md, session 8).
+# write first looks the id up; two shards halve the documents each lookup searches. Loading 9.19M
+# profiles (a 20M-event run) on the 2-core stack, 11 runs alternating: median 241 s against 265 s
+# with one shard (ranges 217-268 s and 261-300 s); four shards were no better (docs/benchmarks.md,
+# session 8).
 ES_PROFILE_SHARDS = 2
 
 
