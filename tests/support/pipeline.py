@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from confluent_kafka.admin import AdminClient
 
+from bench import services
 from ecommerce_profiles.connections import elasticsearch_settings_from_env, lake_admin_settings_from_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -82,23 +82,9 @@ def make_pipeline(root: Path, prefix: str = "e2e") -> Pipeline:
 
 def remove_pipeline_resources(bucket: str, topic: str, alias: str) -> None:
     """Delete a test pipeline's bucket (with its objects), Kafka topic and dated indices."""
-    client = s3()
-    if any(b["Name"] == bucket for b in client.list_buckets()["Buckets"]):
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-        client.delete_bucket(Bucket=bucket)
-    # Keep the client referenced until the result is in: a collected client aborts the request.
-    admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
-    if topic in admin.list_topics(timeout=10).topics:
-        for future in admin.delete_topics([topic]).values():
-            future.result(timeout=30)
-    es = elasticsearch()
-    # by name: Elasticsearch refuses wildcard deletes
-    indices = es.indices.get(index=f"{alias}-*", ignore_unavailable=True, allow_no_indices=True)
-    if indices:
-        es.indices.delete(index=",".join(indices))
+    services.delete_bucket(bucket)
+    services.delete_topics([topic])
+    services.delete_indices(f"{alias}-*")
 
 
 def s3():
