@@ -16,14 +16,13 @@ import time
 import urllib.parse
 import uuid
 
-import boto3
 import pytest
-from confluent_kafka.admin import AdminClient
-from elasticsearch import Elasticsearch
 from playwright.sync_api import expect
 
+from bench import services
 from ecommerce_profiles.generator import write_events_csv
 from tests.stack.stack_cli import unused_port
+from tests.support.pipeline import remove_pipeline_resources
 
 from .airflow_ui_support import PrivateAirflow, chromium_page, save_screenshot, session_pids
 
@@ -49,35 +48,15 @@ def names(stack):
 
 
 @pytest.fixture(scope="module")
-def lake_bucket(names):
-    s3 = boto3.resource(
-        "s3", endpoint_url=os.environ["MINIO_ENDPOINT"], region_name="us-east-1",
-        aws_access_key_id=os.environ["MINIO_ROOT_USER"], aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"],
-    )
-    bucket = s3.Bucket(names["MINIO_BUCKET"])
-    bucket.create()
-    yield bucket.name
-    bucket.objects.all().delete()
-    bucket.delete()
-
-
-@pytest.fixture(scope="module")
-def pipeline_leftovers(names):
-    """Delete the run's topic and Elasticsearch indices afterwards."""
+def pipeline_resources(names):
+    """Our bucket, made first; afterwards it, the run's topic and its dated indices are deleted."""
+    services.create_bucket(names["MINIO_BUCKET"])
     yield
-    admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
-    if names["KAFKA_TOPIC"] in admin.list_topics(timeout=10).topics:
-        for future in admin.delete_topics([names["KAFKA_TOPIC"]]).values():
-            future.result(timeout=30)
-    es = Elasticsearch(os.environ["ELASTICSEARCH_URL"])
-    # by name: Elasticsearch refuses wildcard deletes
-    indices = es.indices.get(index=f"{names['ELASTICSEARCH_INDEX']}-*", ignore_unavailable=True, allow_no_indices=True)
-    if indices:
-        es.indices.delete(index=",".join(indices))
+    remove_pipeline_resources(names["MINIO_BUCKET"], names["KAFKA_TOPIC"], names["ELASTICSEARCH_INDEX"])
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, names, lake_bucket, pipeline_leftovers):
+def airflow(tmp_path_factory, names, pipeline_resources):
     root = tmp_path_factory.mktemp("airflow_ui")
     data_dir = root / "data"
     data_dir.mkdir()
