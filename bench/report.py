@@ -134,13 +134,23 @@ def _fmt_plain(value: Any, unit: str = "", digits: int = 1) -> str:
     return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
 
 
+def speed_text(machine: dict[str, Any]) -> str:
+    """The machine's single-core speed at the run (bench.system.speed_probe), or '' for older results."""
+    probe = machine.get("speed_probe")
+    if not probe:
+        return ""
+    return (f"speed probe {probe['best_s']:.2f} s best / {probe['median_s']:.2f} s median of {probe['rounds']} "
+            "(one core, lower is faster)")
+
+
 def human_summary(result: dict[str, Any]) -> str:
     fmt = _fmt_plain
     m = result["machine"]
     load = result.get("load", {})
     title = (f"Daily run: {result['archive_days']} days x {result['daily_events']:,} events archived"
              if result.get("scenario") == "daily" else f"Benchmark: {result['events']:,} events")
-    lines = ["=" * 78, f"{title} on {m['cores']} cores ({m['cpu_model']}, {m['memory_gib']} GiB)",
+    lines = ["=" * 78, f"{title} on {m['cores']} cores ({m['cpu_model']}, {m['memory_gib']} GiB)"
+             + (f"; {speed_text(m)}" if speed_text(m) else ""),
              f"  machine load (1 min) at start {load.get('start_1m')}, max {load.get('max_1m')}, "
              f"other processes {load.get('others_cores')} cores"
              + (f"  {UNDER_LOAD} MEASURED UNDER LOAD (> {LOAD_LIMIT})" if under_load(result) else "")]
@@ -266,6 +276,7 @@ def size_section(r: dict[str, Any]) -> str:
     out = [f"### {r['events']:,} events" + (f" {UNDER_LOAD} measured under load" if under_load(r) else ""),
            "",
            f"Run {r['timestamp']} on {m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB; "
+           + (f"{speed_text(m)}; " if speed_text(m) else "") +
            f"load average {r.get('load_avg_1m_start')} at start, {r.get('load_avg_1m_end')} at end; "
            f"skipped: {', '.join(r.get('skipped') or []) or 'nothing'}."]
     if line := _stage_load_line(r, WALL_KEYS):
@@ -424,7 +435,8 @@ def daily_section(daily: list[dict[str, Any]]) -> str:
                 else "–" for r in daily) + " |"]
     for r in daily:
         out += ["", f"### {r['archive_days']} days × {r['daily_events']:,} events, run date {r['run_date']}", "",
-                f"Run {r['timestamp']} on {r['machine']['cores']} cores; archive built in "
+                f"Run {r['timestamp']} on {r['machine']['cores']} cores; "
+                + (f"{speed_text(r['machine'])}; " if speed_text(r["machine"]) else "") + "archive built in "
                 f"{r.get('archive_build_s')} s ({'cached' if r.get('archive_cached') else 'built now'}, pyarrow, "
                 f"{r['archive_partitions']} partitions, {r['archive_bytes'] / 1e6:,.1f} MB), uploaded in {r.get('archive_upload_s')} s."]
         if line := _stage_load_line(r, ("daily_archive", "daily_previous", "daily", "daily_rerun")):

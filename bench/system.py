@@ -4,18 +4,25 @@ Other work on a 2-core machine skews every wall time, so every figure records ho
 machine was: the 1-minute load average (sampled every few seconds by ``LoadSampler``) and the
 CPU seconds that *other* processes used meanwhile (machine busy time from /proc/stat minus this
 harness's process tree minus the stack's servers).
+
+Load is not speed: the same code on an idle machine took 30.9 s at one hour and 36-51 s at
+another (the host's other tenants, not ours). ``speed_probe`` times a fixed single-core piece of
+work so that results from different hours can be told apart by the machine's speed as well.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import statistics
 import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
+import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +73,35 @@ def machine_info() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     return {"cores": os.cpu_count(), "memory_gib": memory_gib, "cpu_model": model,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "speed_probe": speed_probe()}
+
+
+SPEED_PROBE_ROUNDS = 3
+
+
+def probe_work() -> str:
+    """A fixed piece of single-core work (interpreter loop, hashing, compression: ~0.8 s on the
+    reference machine); its digest is the same on every call, so the work is too."""
+    total = 0
+    for i in range(1_500_000):
+        total = (total * 31 + i) % 1_000_003
+    text = b"".join(b"%d,view,%d,brand%d;" % (i, i * 7 % 1_000, i % 97) for i in range(200_000))
+    digest = hashlib.sha256(zlib.compress(text * 4, 6))
+    for _ in range(20):
+        digest.update(hashlib.sha256(text).digest())
+    return f"{total}-{digest.hexdigest()}"
+
+
+def speed_probe(rounds: int = SPEED_PROBE_ROUNDS) -> dict[str, float]:
+    """Seconds ``probe_work`` takes on one core: the best of ``rounds`` (what the core can do) and
+    the median (how much of it the run got). Lower is faster; compare runs by it, not by hour."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        probe_work()
+        times.append(time.perf_counter() - started)
+    return {"best_s": round(min(times), 3), "median_s": round(statistics.median(times), 3), "rounds": rounds}
 
 
 def versions() -> dict[str, str]:

@@ -156,9 +156,9 @@ ES_LOAD_SETTINGS = {"refresh_interval": "-1", "translog": {"durability": "async"
 ES_SERVING_SETTINGS = {"refresh_interval": "1s", "translog": {"durability": "request"}}
 # Primary shards of a profile index. Each document is indexed by its _id (the user), so every
 # write first looks the id up; two shards halve the documents each lookup searches. Loading 9.19M
-# profiles (a 20M-event run) on the 2-core stack, 11 runs alternating: median 241 s against 265 s
-# with one shard (ranges 217-268 s and 261-300 s); four shards were no better (docs/benchmarks.md,
-# session 8).
+# profiles (a 20M-event run) on the 2-core stack, alternating: two shards faster in 8 of 9 rounds,
+# in the last four 227 s against 259 s and 12 % less Elasticsearch CPU; four shards were no better
+# (docs/benchmarks.md, sessions 8 and 9).
 ES_PROFILE_SHARDS = 2
 
 

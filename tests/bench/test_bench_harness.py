@@ -45,6 +45,8 @@ def test_result_has_every_key_and_consistent_counts(bench_run):
     assert result["skipped"] == ["dag", "spark"]
     assert "errors" not in result
     assert result["machine"]["cores"] >= 1 and result["machine"]["memory_gib"] > 0
+    probe = result["machine"]["speed_probe"]  # the machine's speed at the run, beside its load
+    assert 0 < probe["best_s"] <= probe["median_s"] and probe["rounds"] == 3
     assert result["versions"]["SPARK_VERSION"] and result["versions"]["KAFKA_VERSION"]
     # every accepted row reached the topic, with the DAG's producer and with the baseline
     assert result["lost_events"] == 0
@@ -79,6 +81,7 @@ def test_latest_equals_the_size_file_and_summary_is_printed(bench_run):
     latest = json.loads((bench_run["results_dir"] / "latest.json").read_text())
     assert latest == bench_run["result"]
     assert f"Benchmark: {EVENTS:,} events" in bench_run["stdout"]
+    assert f"speed probe {latest['machine']['speed_probe']['best_s']:.2f} s best" in bench_run["stdout"]
 
 
 def test_cleanup_left_no_bench_topic_or_index(bench_run):
@@ -102,8 +105,21 @@ def test_report_renders_table_with_load_mark_and_png(bench_run, project_root):
                     str(bench_run["results_dir"]), "--doc", str(doc), "--png", str(png)], check=True, cwd=project_root)
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nhand-written intro\n")
+    probe = bench_run["result"]["machine"]["speed_probe"]
+    assert f"speed probe {probe['best_s']:.2f} s best / {probe['median_s']:.2f} s median of 3" in text
     mark = " ⚠" if bench_run["result"]["load"]["under_load"] else ""
     assert f"| {EVENTS:,} events{mark} |" in text and "produce rate" in text
     row = next(line for line in text.splitlines() if line.startswith("| measured under load"))
     assert row.endswith("| **yes** ⚠ |" if mark else "| no |")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_speed_probe_does_the_same_work_every_time_and_reports_best_and_median():
+    from bench.report import speed_text
+    from bench.system import probe_work, speed_probe
+
+    assert probe_work() == probe_work()  # a fixed amount of work: the times are comparable
+    probe = speed_probe(rounds=2)
+    assert probe["rounds"] == 2 and 0 < probe["best_s"] <= probe["median_s"]
+    assert speed_text({"speed_probe": probe}).startswith(f"speed probe {probe['best_s']:.2f} s best")
+    assert speed_text({"cores": 2}) == ""  # results from before the probe render as they did

@@ -144,6 +144,7 @@ def _archive_rows(day: dt.date) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def pipeline(stack, tmp_path_factory):
+    from bench import services
     from tests.support.pipeline import make_pipeline, s3
 
     env = make_pipeline(tmp_path_factory.mktemp("training_set_dag"), prefix="training").env
@@ -155,11 +156,7 @@ def pipeline(stack, tmp_path_factory):
         client.put_object(Bucket=env["MINIO_BUCKET"], Key=f"raw/events/event_date={day}/batch=drop-{day}/part-00000.parquet",
                           Body=buffer.getvalue())
     yield env
-    bucket = env["MINIO_BUCKET"]
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=item["Key"])
-    client.delete_bucket(Bucket=bucket)
+    services.delete_bucket(env["MINIO_BUCKET"])
 
 
 def _dags_test(env: dict, conf: dict) -> tuple[int, str]:

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.parquet as pq
 
 from ecommerce_profiles.connections import ElasticsearchSettings, lake_admin_settings_from_env
+from tests.support.pipeline import PipelineNames, private_pipeline_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = PROJECT_ROOT / "scripts" / "stack.sh"
@@ -208,22 +209,8 @@ def _repoint_elasticsearch(conn: dict, stack: PrivateStack, environ: Mapping[str
 
 
 @dataclass
-class PrivatePipeline:
-    root: Path
-    env: dict[str, str]
+class PrivatePipeline(PipelineNames):
     stack: PrivateStack
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.env["PIPELINE_DATA_DIR"])
-
-    @property
-    def bucket(self) -> str:
-        return self.env["MINIO_BUCKET"]
-
-    @property
-    def alias(self) -> str:
-        return self.env["ELASTICSEARCH_INDEX"]
 
     @property
     def es_address(self) -> str:
@@ -258,21 +245,7 @@ def private_pipeline(root: Path, stack: PrivateStack, prefix: str) -> PrivatePip
 
 def prepare_pipeline(root: Path, stack: PrivateStack, prefix: str) -> PrivatePipeline:
     """Names, env and the migrated Airflow DB of a private pipeline; no service is needed yet."""
-    suffix = uuid.uuid4().hex[:8]
-    data_dir = root / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **stack.env,
-        **repoint_connections(os.environ, stack),
-        "PIPELINE_DATA_DIR": str(data_dir),
-        # <MINIO_BUCKET>-*: the buckets the pipeline's scoped MinIO user may use (.env)
-        "MINIO_BUCKET": f"{os.environ.get('MINIO_BUCKET', 'datalake')}-{prefix}-{suffix}",
-        "KAFKA_TOPIC": f"{prefix}_events_{suffix}",
-        "ELASTICSEARCH_INDEX": f"{prefix}_profiles_{suffix}",
-        "AIRFLOW_HOME": str(root / "airflow"),
-    }
-    subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "airflow_db.sh")], check=True, env=env,
-                   capture_output=True, timeout=600)
+    env = private_pipeline_env(root, prefix, {**stack.env, **repoint_connections(os.environ, stack)})
     return PrivatePipeline(root, env, stack)
 
 

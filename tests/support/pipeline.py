@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Mapping
 
 import pyarrow.parquet as pq
 
@@ -25,10 +26,11 @@ COUNTERS = {"view": "views", "cart": "carts", "purchase": "purchases"}
 
 
 @dataclass
-class Pipeline:
+class PipelineNames:
+    """A test pipeline's root folder and environment: its own data dir, bucket, topic and alias."""
+
     root: Path
     env: dict[str, str]
-    logs: list[str] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
@@ -41,6 +43,11 @@ class Pipeline:
     @property
     def alias(self) -> str:
         return self.env["ELASTICSEARCH_INDEX"]
+
+
+@dataclass
+class Pipeline(PipelineNames):
+    logs: list[str] = field(default_factory=list)
 
     def dags_test(self, logical_date: str, conf: dict | None = None, expect_success: bool = True) -> str:
         cmd = ["airflow", "dags", "test", DAG_ID, logical_date]
@@ -59,24 +66,30 @@ class Pipeline:
         remove_pipeline_resources(self.bucket, self.env["KAFKA_TOPIC"], self.alias)
 
 
-def make_pipeline(root: Path, prefix: str = "e2e") -> Pipeline:
-    """Unique names, a created bucket and a migrated private Airflow DB under ``root``."""
+def private_pipeline_env(root: Path, prefix: str, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` plus unique names under ``root`` (data dir, bucket, topic, alias, Airflow home),
+    and that Airflow home's metadata DB migrated; no Kafka, MinIO or Elasticsearch is needed."""
     suffix = uuid.uuid4().hex[:8]
     data_dir = root / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    airflow_home = root / "airflow"
     env = {
-        **os.environ,
+        **base,
         "PIPELINE_DATA_DIR": str(data_dir),
         # A sibling of the pipeline's bucket: the pipeline's MinIO user may use MINIO_BUCKET-* only.
         "MINIO_BUCKET": f"{os.environ.get('MINIO_BUCKET', 'datalake')}-{prefix}-{suffix}",
         "KAFKA_TOPIC": f"{prefix}_events_{suffix}",
         "ELASTICSEARCH_INDEX": f"{prefix}_profiles_{suffix}",
-        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW_HOME": str(root / "airflow"),
     }
-    lake_admin_settings_from_env().boto3_client().create_bucket(Bucket=env["MINIO_BUCKET"])
     subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "airflow_db.sh")], check=True, env=env,
                    capture_output=True, timeout=600)
+    return env
+
+
+def make_pipeline(root: Path, prefix: str = "e2e") -> Pipeline:
+    """Unique names, a created bucket and a migrated private Airflow DB under ``root``."""
+    env = private_pipeline_env(root, prefix, os.environ)
+    services.create_bucket(env["MINIO_BUCKET"])  # the root account: the pipeline's user may not
     return Pipeline(root, env)
 
 
