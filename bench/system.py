@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import statistics
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import threading
 import time
