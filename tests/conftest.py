@@ -6,6 +6,7 @@ Tests that touch Kafka, MinIO or Elasticsearch take the `stack` fixture: it runs
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -72,3 +73,7 @@ def spark():
     )
     yield session
     session.stop()
+    # py4j's finalizer logs "Closing down clientserver connection" at interpreter exit, after
+    # pytest closed the stream that Airflow's log handler writes to: a "--- Logging error ---"
+    # traceback at the end of every run that imported Airflow. Nothing of py4j's INFO is needed.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
