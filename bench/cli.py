@@ -102,12 +102,14 @@ class Run:
         self.topics: list[str] = []
         self.buckets: list[str] = []
         self.names: dict[str, str] = {}
+        # Other work on the machine skews every figure: record how busy it was, before the
+        # speed probe (machine_info) adds load of its own.
+        load_at_start = load_1m()
         self.result: dict[str, Any] = {
             "seed": args.seed,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_info(),
-            # Other work on the machine skews every figure: record how busy it was.
-            "load_avg_1m_start": load_1m(),
+            "load_avg_1m_start": load_at_start,
             "versions": versions(),
             "code": code_version(),
             "logs": shown(self.log_dir),

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bucket = f"{os.environ.get('MINIO_BUCKET', 'datalake')}-bench-committers-{uuid.uuid4().hex[:6]}"
     services.create_bucket(bucket)
+    machine = machine_info()  # its speed probe before the writes, not after
     runs: list[dict[str, Any]] = []
     try:
         for round_no in range(args.rounds):
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{writes['second']['minio_cpu_s']}), {writes['first']['requests']['store_io_request']} S3 requests")
     finally:
         services.delete_bucket(bucket)
-    result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(), "versions": versions(),
+    result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine, "versions": versions(),
               "code": code_version(), "events": args.events, "dates": args.dates, "runs": runs,
               "magic_conf": magic_conf()}
     args.results.write_text(json.dumps(result, indent=1) + "\n")

@@ -162,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     child_args = [*(argv if argv is not None else sys.argv[1:]), "--child"]
     say(f"es write A/B: {args.variants} x {args.rounds} rounds (log {log_dir})")
     load_at_start = load_1m()
+    machine = machine_info()  # its speed probe before the writes, not after
     seconds, _, _ = stages.run_spark_job(child_args, log_dir, name="es-write-ab", application=Path(__file__))
     lines = [line[len(ROW_PREFIX):] for line in (log_dir / "es-write-ab.log").read_text().splitlines()
              if line.startswith(ROW_PREFIX)]
     *writes, total = [json.loads(line) for line in lines]
-    result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(), "versions": versions(),
+    result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine, "versions": versions(),
               "code": code_version(), "load_avg_1m_start": load_at_start, "documents": total["documents"],
               "source": args.profiles or f"{args.from_csv} x {args.copies}", "wall_s": round(seconds, 1),
               "writes": writes}

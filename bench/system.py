@@ -93,7 +93,7 @@ def probe_work() -> str:
     return f"{total}-{digest.hexdigest()}"
 
 
-def speed_probe(rounds: int = SPEED_PROBE_ROUNDS) -> dict[str, float]:
+def speed_probe(rounds: int = SPEED_PROBE_ROUNDS) -> dict[str, float | int]:
     """Seconds ``probe_work`` takes on one core: the best of ``rounds`` (what the core can do) and
     the median (how much of it the run got). Lower is faster; compare runs by it, not by hour."""
     times = []
