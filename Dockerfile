@@ -58,10 +58,12 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /requirem
 # The code is baked in so the image runs on its own; Compose also mounts the folders over
 # these copies for development.
 COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
-COPY --chown=airflow:0 src/ /opt/airflow/src/
+COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
+COPY --chown=airflow:0 spark_jobs/ /opt/airflow/spark_jobs/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 include/ /opt/airflow/include/
-# The package, editable: Compose's ./src mount replaces the copy and the change is live.
+# The packages, editable: Compose's ./plugins and ./spark_jobs mounts replace the copies and a
+# change is live, as Airflow users expect of the plugins folder.
 RUN pip install --no-cache-dir --no-deps -e /opt/airflow
 ENV SPARK_JARS_DIR=/opt/spark-jars \
     PIPELINE_PROJECT_DIR=/opt/airflow \

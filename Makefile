@@ -55,7 +55,7 @@ test-fast: venv ## Unit tests only: no services, no JVM (seconds)
 	@$(ENV) pytest -m "unit and not spark" -q $(PYTEST_ARGS)
 
 generate: venv ## Generate a sample dataset: make generate SIZE=200000 [OUT=data/electronics.csv]
-	@$(ENV) python scripts/generate_events.py --events $(SIZE) --out $${OUT:-data/electronics.csv}
+	@$(ENV) python -m bench.generate_events --events $(SIZE) --out $${OUT:-data/electronics.csv}
 
 demo: stack-up ## Run the DAG end to end on DATA (default: generated sample) and leave the stack up
 	@$(ENV) bash scripts/demo.sh "$(DATA)"

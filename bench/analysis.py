@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 # The job's summary keys the benchmark reports (customer_profiles.py "Summary keys").
-SUMMARY_COUNT_KEYS = ("kafka_records", "events_in_run", "duplicates_dropped", "already_archived_by_other_batches",
-                      "events_archived", "archive_events_total", "archive_dates_total", "shuffle_partitions",
-                      "profiles", "distinct_users")
+SUMMARY_COUNT_KEYS = (
+    "kafka_records",
+    "events_in_run",
+    "duplicates_dropped",
+    "already_archived_by_other_batches",
+    "events_archived",
+    "archive_events_total",
+    "archive_dates_total",
+    "shuffle_partitions",
+    "profiles",
+    "distinct_users",
+)
 ES_WRITE_STAGE = "write_elasticsearch"  # the job's StageTimer name of the connector write
 
 
@@ -39,8 +49,16 @@ def summarise_event_log(path: Path) -> dict[str, Any]:
     """Where the job's time went, from the Spark event log: stages by duration, task-time split."""
     stages: list[dict[str, Any]] = []
     per_stage: dict[int, dict[str, float]] = {}  # executor run / CPU seconds of each stage's tasks
-    totals = {"executor_run_ms": 0, "executor_cpu_ms": 0, "gc_ms": 0, "shuffle_write_bytes": 0,
-              "shuffle_read_bytes": 0, "input_bytes": 0, "tasks": 0, "spill_disk_bytes": 0}
+    totals = {
+        "executor_run_ms": 0,
+        "executor_cpu_ms": 0,
+        "gc_ms": 0,
+        "shuffle_write_bytes": 0,
+        "shuffle_read_bytes": 0,
+        "input_bytes": 0,
+        "tasks": 0,
+        "spill_disk_bytes": 0,
+    }
     jobs = 0
     app_start = app_end = None
     with open(path) as handle:
@@ -56,11 +74,14 @@ def summarise_event_log(path: Path) -> dict[str, Any]:
             elif kind == "SparkListenerStageCompleted":
                 info = event["Stage Info"]
                 if info.get("Submission Time") and info.get("Completion Time"):
-                    stages.append({
-                        "stage": info["Stage ID"], "name": info["Stage Name"],
-                        "tasks": info["Number of Tasks"],
-                        "seconds": round((info["Completion Time"] - info["Submission Time"]) / 1000, 2),
-                    })
+                    stages.append(
+                        {
+                            "stage": info["Stage ID"],
+                            "name": info["Stage Name"],
+                            "tasks": info["Number of Tasks"],
+                            "seconds": round((info["Completion Time"] - info["Submission Time"]) / 1000, 2),
+                        }
+                    )
             elif kind == "SparkListenerTaskEnd":
                 metrics = event.get("Task Metrics") or {}
                 own = per_stage.setdefault(event.get("Stage ID", -1), {"run_s": 0.0, "cpu_s": 0.0})
@@ -72,7 +93,9 @@ def summarise_event_log(path: Path) -> dict[str, Any]:
                 totals["gc_ms"] += metrics.get("JVM GC Time", 0)
                 totals["spill_disk_bytes"] += metrics.get("Disk Bytes Spilled", 0)
                 totals["input_bytes"] += (metrics.get("Input Metrics") or {}).get("Bytes Read", 0)
-                totals["shuffle_write_bytes"] += (metrics.get("Shuffle Write Metrics") or {}).get("Shuffle Bytes Written", 0)
+                totals["shuffle_write_bytes"] += (metrics.get("Shuffle Write Metrics") or {}).get(
+                    "Shuffle Bytes Written", 0
+                )
                 read = metrics.get("Shuffle Read Metrics") or {}
                 totals["shuffle_read_bytes"] += read.get("Remote Bytes Read", 0) + read.get("Local Bytes Read", 0)
     for stage in stages:
@@ -84,7 +107,8 @@ def summarise_event_log(path: Path) -> dict[str, Any]:
         "app_seconds": round((app_end - app_start) / 1000, 2) if app_start and app_end else None,
         # Far below 1 means the task threads waited for a CPU (other work on the machine) or I/O.
         "cpu_share_of_task_time": round(totals["executor_cpu_ms"] / totals["executor_run_ms"], 2)
-        if totals["executor_run_ms"] else None,
+        if totals["executor_run_ms"]
+        else None,
         "jobs": jobs,
         "stages_total": len(stages),
         "stage_seconds_sum": round(sum(s["seconds"] for s in stages), 2),
@@ -102,16 +126,25 @@ def newest_event_log(event_log_dir: Path, before: set[Path]) -> Path | None:
 def task_instances(dag_id: str, logical_date: str, env: Mapping[str, str]) -> list[dict[str, str]]:
     """The run's task instances (task_id, state, start_date, end_date) as Airflow's CLI reports
     them from its metadata DB: ``airflow tasks states-for-dag-run -o json``."""
-    proc = subprocess.run(["airflow", "tasks", "states-for-dag-run", dag_id, logical_date, "-o", "json"],
-                          env=dict(env), capture_output=True, text=True, timeout=300, check=True)
+    proc = subprocess.run(
+        ["airflow", "tasks", "states-for-dag-run", dag_id, logical_date, "-o", "json"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     text = proc.stdout
-    return json.loads(text[text.index("["):])  # anything logged before the JSON is skipped
+    return json.loads(text[text.index("[") :])  # anything logged before the JSON is skipped
 
 
 def task_seconds(instances: list[dict[str, str]]) -> dict[str, float]:
     """Seconds per task (end - start) in the order the tasks started."""
-    timed = [(ti["start_date"], ti["task_id"], ti["end_date"]) for ti in instances
-             if ti.get("start_date") and ti.get("end_date")]
+    timed = [
+        (ti["start_date"], ti["task_id"], ti["end_date"])
+        for ti in instances
+        if ti.get("start_date") and ti.get("end_date")
+    ]
     return {task: round(_ts(end) - _ts(start), 2) for start, task, end in sorted(timed)}
 
 

@@ -49,9 +49,10 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BENCH_JARS_DIR = PROJECT_ROOT / ".cache" / "bench-jars"
@@ -91,9 +92,18 @@ def delta_jars() -> list[str]:
         repo = Path(os.environ.get("CACHE_DIR", PROJECT_ROOT / ".cache")) / "m2"
         for artifact in missing:
             say(f"resolving {artifact} from Maven Central")
-            subprocess.run(["mvn", "-B", "-q", f"-Dmaven.repo.local={repo}",
-                            "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy",
-                            f"-Dartifact={artifact}", f"-DoutputDirectory={BENCH_JARS_DIR}"], check=True)
+            subprocess.run(
+                [
+                    "mvn",
+                    "-B",
+                    "-q",
+                    f"-Dmaven.repo.local={repo}",
+                    "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy",
+                    f"-Dartifact={artifact}",
+                    f"-DoutputDirectory={BENCH_JARS_DIR}",
+                ],
+                check=True,
+            )
     return [str(p) for p in wanted]
 
 
@@ -101,8 +111,19 @@ def ensure_deltalake() -> bool:
     """delta-rs's Python package in BENCH_PY_DIR (installed there on first use, never in the venv)."""
     if not (BENCH_PY_DIR / "deltalake").is_dir():
         say(f"installing deltalake=={DELTALAKE_PY_VERSION} into {BENCH_PY_DIR} (not the venv)")
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(BENCH_PY_DIR),
-                               f"deltalake=={DELTALAKE_PY_VERSION}"], check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--target",
+                str(BENCH_PY_DIR),
+                f"deltalake=={DELTALAKE_PY_VERSION}",
+            ],
+            check=False,
+        )
         return done.returncode == 0
     return True
 
@@ -134,7 +155,7 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from ecommerce_profiles.generator import write_events_csv
+    from bench.generator import write_events_csv
 
     n_days = args.archive_days + 2
     out = DATA_ROOT / f"d{args.archive_days}_e{args.events_per_day}_s{args.seed}"
@@ -143,8 +164,9 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
     last = FIRST_DAY + timedelta(days=n_days - 1)
     if not all_csv.is_file():
         say(f"generating {n_days * args.events_per_day:,} events over {n_days} days into {all_csv}")
-        write_events_csv(all_csv, n_days * args.events_per_day, seed=args.seed,
-                         start=FIRST_DAY.isoformat(), end=last.isoformat())
+        write_events_csv(
+            all_csv, n_days * args.events_per_day, seed=args.seed, start=FIRST_DAY.isoformat(), end=last.isoformat()
+        )
     frame = pd.read_csv(all_csv, dtype=str, keep_default_na=False)
     day = frame["event_time"].str[:10]
     archive_end = (FIRST_DAY + timedelta(days=args.archive_days - 1)).isoformat()
@@ -183,10 +205,16 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
         "csv": paths,
         "days": {"first": FIRST_DAY.isoformat(), "archive_last": archive_end, "daily": daily_day, "crash": crash_day},
         "rows": {name: int(len(rows)) for name, rows in batches.items()},
-        "daily_mix": {"day_events": int(len(daily_rows)), "late": int(n_late_daily),
-                      "redelivered": int(len(redelivered_daily))},
-        "crash_mix": {"day_events": int(len(crash_rows)), "late": int(n_late_crash),
-                      "redelivered": int(len(redelivered_crash))},
+        "daily_mix": {
+            "day_events": int(len(daily_rows)),
+            "late": int(n_late_daily),
+            "redelivered": int(len(redelivered_daily)),
+        },
+        "crash_mix": {
+            "day_events": int(len(crash_rows)),
+            "late": int(n_late_crash),
+            "redelivered": int(len(redelivered_crash)),
+        },
         # Independent of Spark: distinct CSV rows (as text) delivered so far.
         "expected_distinct": {
             "after_load": distinct("archive"),
@@ -202,9 +230,13 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
 def s3_client():
     import boto3
 
-    return boto3.client("s3", endpoint_url=os.environ["MINIO_ENDPOINT"],
-                        aws_access_key_id=os.environ["MINIO_ROOT_USER"],
-                        aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"], region_name="us-east-1")
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["MINIO_ENDPOINT"],
+        aws_access_key_id=os.environ["MINIO_ROOT_USER"],
+        aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"],
+        region_name="us-east-1",
+    )
 
 
 def list_objects(s3, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
@@ -243,8 +275,9 @@ def listing_diff(before: dict, after: dict) -> dict[str, int]:
     return {
         "objects_written": len(added),
         "bytes_written": sum(after[k][0] for k in added),
-        "data_files_written": sum(1 for k in added if k.endswith(".parquet") and not is_hidden(k)
-                                  and "/_delta_log/" not in k),
+        "data_files_written": sum(
+            1 for k in added if k.endswith(".parquet") and not is_hidden(k) and "/_delta_log/" not in k
+        ),
         "delta_log_objects_written": sum(1 for k in added if "/_delta_log/" in k),
         "objects_removed": len(removed),
     }
@@ -258,8 +291,13 @@ def plain_pyarrow_count(bucket: str, prefix: str) -> dict[str, Any]:
 
     endpoint = os.environ["MINIO_ENDPOINT"]
     scheme, host = endpoint.split("://", 1)
-    s3 = fs.S3FileSystem(access_key=os.environ["MINIO_ROOT_USER"], secret_key=os.environ["MINIO_ROOT_PASSWORD"],
-                         endpoint_override=host, scheme=scheme, region="us-east-1")
+    s3 = fs.S3FileSystem(
+        access_key=os.environ["MINIO_ROOT_USER"],
+        secret_key=os.environ["MINIO_ROOT_PASSWORD"],
+        endpoint_override=host,
+        scheme=scheme,
+        region="us-east-1",
+    )
     started = time.perf_counter()
     dataset = ds.dataset(f"{bucket}/{prefix}", filesystem=s3, format="parquet", partitioning="hive")
     rows = dataset.count_rows()
@@ -283,9 +321,14 @@ def duckdb_local_counts(s3, bucket: str, prefix: str, levels: int) -> dict[str, 
         root = tmp / prefix
         result: dict[str, Any] = {}
         con = duckdb.connect()
-        for name, pattern in (("partition_glob", "/".join(["*"] * levels) + "/*.parquet"), ("recursive_glob", "**/*.parquet")):
+        for name, pattern in (
+            ("partition_glob", "/".join(["*"] * levels) + "/*.parquet"),
+            ("recursive_glob", "**/*.parquet"),
+        ):
             try:
-                rows = con.execute(f"SELECT count(*) FROM read_parquet('{root}/{pattern}', hive_partitioning = true)").fetchone()[0]
+                rows = con.execute(
+                    f"SELECT count(*) FROM read_parquet('{root}/{pattern}', hive_partitioning = true)"
+                ).fetchone()[0]
                 result[name] = {"pattern": pattern, "rows": int(rows)}
             except Exception as error:  # noqa: BLE001 - recorded, not fatal
                 result[name] = {"pattern": pattern, "error": str(error)[:300]}
@@ -304,15 +347,30 @@ def deltalake_count(bucket: str, prefix: str) -> dict[str, Any]:
     """The Delta table through delta-rs (reads the _delta_log): pyarrow dataset, then DuckDB on it."""
     if not ensure_deltalake():
         return {"error": "deltalake not installable here"}
-    options = {"AWS_ENDPOINT_URL": os.environ["MINIO_ENDPOINT"], "AWS_ACCESS_KEY_ID": os.environ["MINIO_ROOT_USER"],
-               "AWS_SECRET_ACCESS_KEY": os.environ["MINIO_ROOT_PASSWORD"], "AWS_REGION": "us-east-1",
-               "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
-    env = {**os.environ, "DELTA_STORAGE_OPTIONS": json.dumps(options),
-           "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(BENCH_PY_DIR)]))}
-    child = subprocess.run([sys.executable, "-c", _DELTALAKE_READ, f"s3://{bucket}/{prefix}"], env=env,
-                           capture_output=True, text=True, timeout=600)
+    options = {
+        "AWS_ENDPOINT_URL": os.environ["MINIO_ENDPOINT"],
+        "AWS_ACCESS_KEY_ID": os.environ["MINIO_ROOT_USER"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["MINIO_ROOT_PASSWORD"],
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+    }
+    env = {
+        **os.environ,
+        "DELTA_STORAGE_OPTIONS": json.dumps(options),
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(BENCH_PY_DIR)])),
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", _DELTALAKE_READ, f"s3://{bucket}/{prefix}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if child.returncode != 0:
-        return {"error": child.stderr.strip().splitlines()[-1][:300] if child.stderr.strip() else "delta-rs read failed"}
+        return {
+            "error": child.stderr.strip().splitlines()[-1][:300] if child.stderr.strip() else "delta-rs read failed"
+        }
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
@@ -322,18 +380,20 @@ def deltalake_count(bucket: str, prefix: str) -> dict[str, Any]:
 def spark_session(app: str):
     from pyspark.sql import SparkSession
 
-    from ecommerce_profiles.spark_jobs import spark_conf
-    from ecommerce_profiles.spark_jobs.customer_profiles import quiet_spark_logs
+    from spark_jobs import spark_conf
+    from spark_jobs.customer_profiles import quiet_spark_logs
 
     conf = spark_conf.job_conf(spark_conf.s3a_conf_from_env(), master=MASTER, driver_memory="3g", ui_enabled=False)
     conf["spark.driver.extraClassPath"] += os.pathsep + os.pathsep.join(delta_jars())
-    conf.update({
-        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        # Only for the VACUUM RETAIN 0 HOURS of the crash test (default retention: 7 days).
-        "spark.databricks.delta.retentionDurationCheck.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-    })
+    conf.update(
+        {
+            "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+            "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            # Only for the VACUUM RETAIN 0 HOURS of the crash test (default retention: 7 days).
+            "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+        }
+    )
     builder = SparkSession.builder.master(MASTER).appName(app)
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -347,8 +407,8 @@ def load_batch(spark, csv_path: str, cache: bool = True):
     (cached and materialised unless ``cache=False``)."""
     from pyspark import StorageLevel
 
-    from ecommerce_profiles.spark_jobs.archive_transforms import ARCHIVE_COLUMNS
-    from ecommerce_profiles.spark_jobs.profile_transforms import collapse_duplicates, read_events_csv
+    from spark_jobs.archive_transforms import ARCHIVE_COLUMNS
+    from spark_jobs.profile_transforms import collapse_duplicates, read_events_csv
 
     events = collapse_duplicates(read_events_csv(spark, csv_path)).select(*ARCHIVE_COLUMNS)
     if not cache:
@@ -379,9 +439,9 @@ def parquet_ingest(spark, archive_uri: str, events, batch_id: str) -> dict[str, 
     """The archive stage of customer_profiles.run(), on an already prepared batch."""
     from pyspark import StorageLevel
 
-    from ecommerce_profiles.lake import BATCH_PARTITION, EVENT_DATE_PARTITION
-    from ecommerce_profiles.spark_jobs.archive_transforms import archived_by_other_batches, not_yet_archived, with_batch
-    from ecommerce_profiles.spark_jobs.customer_profiles import archive_state, delete_partitions
+    from ecommerce_profiles.core.lake import BATCH_PARTITION, EVENT_DATE_PARTITION
+    from spark_jobs.archive_transforms import archived_by_other_batches, not_yet_archived, with_batch
+    from spark_jobs.customer_profiles import archive_state, delete_partitions
 
     run_dates = sorted(r[0].isoformat() for r in events.select(EVENT_DATE_PARTITION).distinct().collect())
     archive, partitions = archive_state(spark, archive_uri)
@@ -389,17 +449,27 @@ def parquet_ingest(spark, archive_uri: str, events, batch_id: str) -> dict[str, 
     elsewhere = archived_by_other_batches(archive, batch_id, other_dates) if other_dates else None
     new_events = not_yet_archived(events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
     new_per_date = {r[0].isoformat(): r[1] for r in new_events.groupBy(EVENT_DATE_PARTITION).count().collect()}
-    (with_batch(new_events, batch_id).write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
-     .partitionBy(EVENT_DATE_PARTITION, BATCH_PARTITION).parquet(archive_uri))
+    (
+        with_batch(new_events, batch_id)
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .partitionBy(EVENT_DATE_PARTITION, BATCH_PARTITION)
+        .parquet(archive_uri)
+    )
     stale = sorted((d, b) for d, b in partitions if b == batch_id and d not in new_per_date)
     delete_partitions(spark, archive_uri, stale)
     new_events.unpersist()
-    return {"batch": batch_id, "run_dates": len(run_dates), "events_archived": sum(new_per_date.values()),
-            "partitions_written": len(new_per_date), "stale_partitions_deleted": len(stale)}
+    return {
+        "batch": batch_id,
+        "run_dates": len(run_dates),
+        "events_archived": sum(new_per_date.values()),
+        "partitions_written": len(new_per_date),
+        "stale_partitions_deleted": len(stale),
+    }
 
 
 def parquet_table(spark, archive_uri: str):
-    from ecommerce_profiles.spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
+    from spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
 
     return spark.read.schema(BATCHED_ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(archive_uri)
 
@@ -412,12 +482,11 @@ def delta_initial_load(spark, table_uri: str, events) -> dict[str, Any]:
 
 def merge_sql(table_uri: str, source_view: str, columns: list[str]) -> str:
     condition = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in columns)
-    return (f"MERGE INTO delta.`{table_uri}` AS t USING {source_view} AS s ON {condition} "
-            "WHEN NOT MATCHED THEN INSERT *")
+    return f"MERGE INTO delta.`{table_uri}` AS t USING {source_view} AS s ON {condition} WHEN NOT MATCHED THEN INSERT *"
 
 
 def delta_merge(spark, table_uri: str, events, view: str) -> dict[str, Any]:
-    from ecommerce_profiles.spark_jobs.archive_transforms import ARCHIVE_COLUMNS
+    from spark_jobs.archive_transforms import ARCHIVE_COLUMNS
 
     events.createOrReplaceTempView(view)
     row = spark.sql(merge_sql(table_uri, view, ARCHIVE_COLUMNS)).first()
@@ -429,9 +498,13 @@ def delta_table(spark, table_uri: str):
 
 
 def delta_history(spark, table_uri: str) -> list[dict[str, Any]]:
-    rows = spark.sql(f"DESCRIBE HISTORY delta.`{table_uri}`").select("version", "operation", "operationMetrics").collect()
-    return [{"version": r["version"], "operation": r["operation"], "metrics": dict(r["operationMetrics"] or {})}
-            for r in sorted(rows, key=lambda r: r["version"])]
+    rows = (
+        spark.sql(f"DESCRIBE HISTORY delta.`{table_uri}`").select("version", "operation", "operationMetrics").collect()
+    )
+    return [
+        {"version": r["version"], "operation": r["operation"], "metrics": dict(r["operationMetrics"] or {})}
+        for r in sorted(rows, key=lambda r: r["version"])
+    ]
 
 
 # --- the read and the checks ----------------------------------------------------------------
@@ -439,15 +512,19 @@ def profile_input_read(table) -> dict[str, int]:
     """The profile job's input: every archived event, count + distinct counts of event columns."""
     from pyspark.sql import functions as F
 
-    from ecommerce_profiles.spark_jobs.archive_transforms import ARCHIVE_COLUMNS
+    from spark_jobs.archive_transforms import ARCHIVE_COLUMNS
 
-    row = table.select(*ARCHIVE_COLUMNS).agg(
-        F.count(F.lit(1)).alias("rows"),
-        # A struct is never null, so rows with empty brand/category/session count too.
-        F.countDistinct(F.struct(*ARCHIVE_COLUMNS)).alias("distinct_events"),
-        F.countDistinct("event_date").alias("dates"),
-        F.countDistinct("user_id").alias("users"),
-    ).first()
+    row = (
+        table.select(*ARCHIVE_COLUMNS)
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            # A struct is never null, so rows with empty brand/category/session count too.
+            F.countDistinct(F.struct(*ARCHIVE_COLUMNS)).alias("distinct_events"),
+            F.countDistinct("event_date").alias("dates"),
+            F.countDistinct("user_id").alias("users"),
+        )
+        .first()
+    )
     return row.asDict()
 
 
@@ -457,7 +534,7 @@ def fingerprint(df) -> dict[str, Any]:
     same set of events, without an anti-join of the whole archive."""
     from pyspark.sql import functions as F
 
-    from ecommerce_profiles.spark_jobs.archive_transforms import ARCHIVE_COLUMNS
+    from spark_jobs.archive_transforms import ARCHIVE_COLUMNS
 
     distinct = df.select(*ARCHIVE_COLUMNS).groupBy(*ARCHIVE_COLUMNS).agg(F.count(F.lit(1)).alias("copies"))
     row = distinct.agg(
@@ -465,18 +542,29 @@ def fingerprint(df) -> dict[str, Any]:
         F.count(F.lit(1)).alias("distinct_events"),
         F.sum(F.xxhash64(*ARCHIVE_COLUMNS).cast("decimal(38,0)")).alias("fingerprint"),
     ).first()
-    return {"rows": int(row["rows"] or 0), "distinct_events": int(row["distinct_events"]),
-            "fingerprint": str(row["fingerprint"])}
+    return {
+        "rows": int(row["rows"] or 0),
+        "distinct_events": int(row["distinct_events"]),
+        "fingerprint": str(row["fingerprint"]),
+    }
 
 
 def check_table(table, delivered: dict[str, Any]) -> dict[str, Any]:
     """rows = distinct delivered events, no duplicate row, the same set of events as delivered
     (``delivered`` is ``fingerprint()`` of the distinct delivered events)."""
     got = fingerprint(table)
-    ok = (got["rows"] == delivered["distinct_events"] and got["distinct_events"] == got["rows"]
-          and got["fingerprint"] == delivered["fingerprint"])
-    return {**got, "expected_rows": delivered["distinct_events"], "duplicates": got["rows"] - got["distinct_events"],
-            "same_events_as_delivered": got["fingerprint"] == delivered["fingerprint"], "ok": ok}
+    ok = (
+        got["rows"] == delivered["distinct_events"]
+        and got["distinct_events"] == got["rows"]
+        and got["fingerprint"] == delivered["fingerprint"]
+    )
+    return {
+        **got,
+        "expected_rows": delivered["distinct_events"],
+        "duplicates": got["rows"] - got["distinct_events"],
+        "same_events_as_delivered": got["fingerprint"] == delivered["fingerprint"],
+        "ok": ok,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -488,8 +576,15 @@ class Bench:
         self.s3 = s3
         self.steps: list[dict[str, Any]] = []
 
-    def step(self, fmt: str, name: str, bucket: str, prefix: str, action: Callable[[], dict],
-             check: Callable[[], dict] | None = None) -> dict[str, Any]:
+    def step(
+        self,
+        fmt: str,
+        name: str,
+        bucket: str,
+        prefix: str,
+        action: Callable[[], dict],
+        check: Callable[[], dict] | None = None,
+    ) -> dict[str, Any]:
         uri = f"s3a://{bucket}/{prefix}"
         say(f"{fmt}: {name} ... (load {load_avg()})")
         before = list_objects(self.s3, bucket, prefix)
@@ -502,9 +597,14 @@ class Bench:
         counters = counter_diff(counters_before, s3a_counters(self.spark, uri))
         after = list_objects(self.s3, bucket, prefix)
         record = {
-            "format": fmt, "step": name, "wall_s": round(wall, 2),
-            "load_before": load_before, "load_after": load_after,
-            "detail": detail, "objects": listing_diff(before, after), "prefix_after": describe_listing(after),
+            "format": fmt,
+            "step": name,
+            "wall_s": round(wall, 2),
+            "load_before": load_before,
+            "load_after": load_after,
+            "detail": detail,
+            "objects": listing_diff(before, after),
+            "prefix_after": describe_listing(after),
             "s3a_requests": counters,
         }
         if check is not None:
@@ -512,8 +612,10 @@ class Bench:
             record["check"] = check()
             record["check"]["seconds"] = round(time.perf_counter() - check_started, 2)
         self.steps.append(record)
-        say(f"{fmt}: {name} {wall:.1f}s, {record['objects']['objects_written']} objects written, "
-            f"check={record.get('check', {}).get('ok', '-')}")
+        say(
+            f"{fmt}: {name} {wall:.1f}s, {record['objects']['objects_written']} objects written, "
+            f"check={record.get('check', {}).get('ok', '-')}"
+        )
         return record
 
 
@@ -534,14 +636,26 @@ def child_main(spec: dict[str, Any]) -> int:
     return 0
 
 
-def run_and_kill(spec: dict[str, Any], s3, bucket: str, prefix: str,
-                 should_kill: Callable[[dict, dict], bool], log_path: Path, timeout_s: float = 420) -> dict[str, Any]:
+def run_and_kill(
+    spec: dict[str, Any],
+    s3,
+    bucket: str,
+    prefix: str,
+    should_kill: Callable[[dict, dict], bool],
+    log_path: Path,
+    timeout_s: float = 420,
+) -> dict[str, Any]:
     """Start the child, poll the prefix, SIGKILL the child's process group when should_kill(before,
     now) says so. Returns what happened (killed or not, and when)."""
     before = list_objects(s3, bucket, prefix)
     with open(log_path, "w", encoding="utf-8") as log:
-        child = subprocess.Popen([sys.executable, "-m", "bench.archive_formats", "--child", json.dumps(spec)],
-                                 cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.archive_formats", "--child", json.dumps(spec)],
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         started = time.perf_counter()
         killed_after = None
         polls = 0
@@ -561,8 +675,13 @@ def run_and_kill(spec: dict[str, Any], s3, bucket: str, prefix: str,
         finally:
             child.wait()
     time.sleep(1)  # let MinIO settle any in-flight request of the dead JVM
-    return {"killed": killed_after is not None, "killed_after_s": round(killed_after, 2) if killed_after else None,
-            "child_exit": child.returncode, "polls": polls, "log": str(log_path)}
+    return {
+        "killed": killed_after is not None,
+        "killed_after_s": round(killed_after, 2) if killed_after else None,
+        "child_exit": child.returncode,
+        "polls": polls,
+        "log": str(log_path),
+    }
 
 
 def new_parquet_files(before: dict, now: dict) -> list[str]:
@@ -579,8 +698,10 @@ def crash_tests(bench: Bench, spark, s3, ctx: dict[str, Any]) -> dict[str, Any]:
 
     # What a clean run of the crash batch writes: its events minus all archived before it.
     crash_events = ctx["crash_events"]
-    clean_per_date = {r[0].isoformat(): r[1] for r in
-                      crash_events.subtract(ctx["delivered_daily"]).groupBy("event_date").count().collect()}
+    clean_per_date = {
+        r[0].isoformat(): r[1]
+        for r in crash_events.subtract(ctx["delivered_daily"]).groupBy("event_date").count().collect()
+    }
 
     def partition_counts(uri: str) -> dict[str, int]:
         rows = parquet_table(spark, uri).groupBy("event_date", "batch").count().collect()
@@ -596,8 +717,9 @@ def crash_tests(bench: Bench, spark, s3, ctx: dict[str, Any]) -> dict[str, Any]:
         # a task has closed an output file in the job's hidden staging folder
         "tasks": lambda before, now: any("/.spark-staging-" in k for k in new_parquet_files(before, now)),
         # job commit: the first staged partition has been renamed into the batch's final folder
-        "commit": lambda before, now: any(f"/batch={crash_batch}/" in k and "/.spark-staging-" not in k
-                                          for k in new_parquet_files(before, now)),
+        "commit": lambda before, now: any(
+            f"/batch={crash_batch}/" in k and "/.spark-staging-" not in k for k in new_parquet_files(before, now)
+        ),
     }
     for phase, condition in phases.items():
         say(f"crash test: parquet, SIGKILL during {phase} (load {load_avg()})")
@@ -605,24 +727,36 @@ def crash_tests(bench: Bench, spark, s3, ctx: dict[str, Any]) -> dict[str, Any]:
         run = run_and_kill(spec, s3, pq_bucket, ARCHIVE_PREFIX, condition, log_dir / f"crash_parquet_{phase}.log")
         after = list_objects(s3, pq_bucket, ARCHIVE_PREFIX)
         left = [k for k in after if k not in before]
-        final_batch_files = [k for k in left if f"/batch={crash_batch}/" in k and not is_hidden(k) and k.endswith(".parquet")]
+        final_batch_files = [
+            k for k in left if f"/batch={crash_batch}/" in k and not is_hidden(k) and k.endswith(".parquet")
+        ]
         visible = readers_view(pq_bucket, ARCHIVE_PREFIX, parquet_table(spark, pq_uri))
         results[f"parquet_kill_during_{phase}"] = {
-            **run, "load": load_avg(),
+            **run,
+            "load": load_avg(),
             "objects_left": len(left),
             "hidden_staging_objects_left": sum(1 for k in left if is_hidden(k)),
             "staging_folders_left": sorted({k.split("/")[2] for k in left if is_hidden(k)}),
             "final_batch_partitions_present": len({k.rsplit("/", 1)[0] for k in final_batch_files}),
             "final_batch_partitions_clean_run": len(clean_per_date),
-            "rows_visible": visible, "rows_before_batch": expected_before, "rows_after_clean_batch": expected_after,
+            "rows_visible": visible,
+            "rows_before_batch": expected_before,
+            "rows_after_clean_batch": expected_after,
         }
-        say(f"  killed={run['killed']} after {run['killed_after_s']}s: {len(left)} objects left, "
-            f"spark sees {visible['spark_rows']} rows (before {expected_before}, clean after {expected_after})")
+        say(
+            f"  killed={run['killed']} after {run['killed_after_s']}s: {len(left)} objects left, "
+            f"spark sees {visible['spark_rows']} rows (before {expected_before}, clean after {expected_after})"
+        )
 
     # the retry: the same batch again, in the parent session
-    rerun = bench.step("parquet", "crash batch rerun after kills", pq_bucket, ARCHIVE_PREFIX,
-                       lambda: parquet_ingest(spark, pq_uri, crash_events, crash_batch),
-                       lambda: check_table(parquet_table(spark, pq_uri), ctx["delivered_crash"]))
+    rerun = bench.step(
+        "parquet",
+        "crash batch rerun after kills",
+        pq_bucket,
+        ARCHIVE_PREFIX,
+        lambda: parquet_ingest(spark, pq_uri, crash_events, crash_batch),
+        lambda: check_table(parquet_table(spark, pq_uri), ctx["delivered_crash"]),
+    )
     counts = partition_counts(pq_uri)
     batch_counts = {k.split("/")[0]: v for k, v in counts.items() if k.endswith(f"/{crash_batch}")}
     others_after = {k: v for k, v in counts.items() if not k.endswith(crash_batch)}
@@ -642,28 +776,44 @@ def crash_tests(bench: Bench, spark, s3, ctx: dict[str, Any]) -> dict[str, Any]:
     version_before = delta_history(spark, delta_uri)[-1]["version"]
     before = list_objects(s3, delta_bucket, DELTA_PREFIX)
     spec = {"format": "delta", "uri": delta_uri, "csv": ctx["csv"]["crash"]}
-    run = run_and_kill(spec, s3, delta_bucket, DELTA_PREFIX,
-                       lambda b, now: any("/_delta_log/" not in k for k in new_parquet_files(b, now)),
-                       log_dir / "crash_delta.log")
+    run = run_and_kill(
+        spec,
+        s3,
+        delta_bucket,
+        DELTA_PREFIX,
+        lambda b, now: any("/_delta_log/" not in k for k in new_parquet_files(b, now)),
+        log_dir / "crash_delta.log",
+    )
     after = list_objects(s3, delta_bucket, DELTA_PREFIX)
     left = [k for k in after if k not in before]
     version_after_kill = delta_history(spark, delta_uri)[-1]["version"]
     visible = readers_view(delta_bucket, DELTA_PREFIX, delta_table(spark, delta_uri))
     results["delta_kill_during_merge"] = {
-        **run, "load": load_avg(),
+        **run,
+        "load": load_avg(),
         "objects_left": len(left),
         "orphan_data_files": sum(1 for k in left if k.endswith(".parquet") and "/_delta_log/" not in k),
         "delta_log_objects_left": sum(1 for k in left if "/_delta_log/" in k),
-        "table_version_before": version_before, "table_version_after_kill": version_after_kill,
-        "rows_visible": visible, "deltalake": deltalake_count(delta_bucket, DELTA_PREFIX),
-        "rows_before_batch": expected_before, "rows_after_clean_batch": expected_after,
+        "table_version_before": version_before,
+        "table_version_after_kill": version_after_kill,
+        "rows_visible": visible,
+        "deltalake": deltalake_count(delta_bucket, DELTA_PREFIX),
+        "rows_before_batch": expected_before,
+        "rows_after_clean_batch": expected_after,
     }
-    say(f"  killed={run['killed']} after {run['killed_after_s']}s: {len(left)} objects left, version "
+    say(
+        f"  killed={run['killed']} after {run['killed_after_s']}s: {len(left)} objects left, version "
         f"{version_before}->{version_after_kill}, spark sees {visible['spark_rows']}, plain pyarrow "
-        f"{visible['pyarrow_plain']['rows']}")
-    rerun = bench.step("delta", "crash batch rerun after kill", delta_bucket, DELTA_PREFIX,
-                       lambda: delta_merge(spark, delta_uri, crash_events, "crash_batch"),
-                       lambda: check_table(delta_table(spark, delta_uri), ctx["delivered_crash"]))
+        f"{visible['pyarrow_plain']['rows']}"
+    )
+    rerun = bench.step(
+        "delta",
+        "crash batch rerun after kill",
+        delta_bucket,
+        DELTA_PREFIX,
+        lambda: delta_merge(spark, delta_uri, crash_events, "crash_batch"),
+        lambda: check_table(delta_table(spark, delta_uri), ctx["delivered_crash"]),
+    )
     results["delta_after_rerun"] = {
         "check": rerun["check"],
         "pyarrow_plain": plain_pyarrow_count(delta_bucket, DELTA_PREFIX),
@@ -690,8 +840,11 @@ def crash_tests(bench: Bench, spark, s3, ctx: dict[str, Any]) -> dict[str, Any]:
 def machine_info() -> dict[str, Any]:
     model = platform.processor()
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
@@ -699,9 +852,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def summary_table(steps: list[dict[str, Any]]) -> str:
-    lines = ["| step | format | wall s | load 1m before→after | objects written | data files written | "
-             "data files in prefix | S3A PUT / COPY / DELETE / LIST / HEAD requests | rows = expected |",
-             "|---|---|---:|---|---:|---:|---:|---|---|"]
+    lines = [
+        "| step | format | wall s | load 1m before→after | objects written | data files written | "
+        "data files in prefix | S3A PUT / COPY / DELETE / LIST / HEAD requests | rows = expected |",
+        "|---|---|---:|---|---:|---:|---:|---|---|",
+    ]
     for s in steps:
         req = s["s3a_requests"]
         puts = req.get("object_put_request", 0)
@@ -711,9 +866,11 @@ def summary_table(steps: list[dict[str, Any]]) -> str:
         heads = req.get("object_metadata_request", 0)
         check = s.get("check")
         verdict = "-" if not check else ("yes" if check["ok"] else "NO") + f" ({check['rows']:,})"
-        lines.append(f"| {s['step']} | {s['format']} | {s['wall_s']:.1f} | {s['load_before'][0]}→{s['load_after'][0]} | "
-                     f"{s['objects']['objects_written']} | {s['objects']['data_files_written']} | "
-                     f"{s['prefix_after']['data_files']} | {puts} / {copies} / {deletes} / {lists} / {heads} | {verdict} |")
+        lines.append(
+            f"| {s['step']} | {s['format']} | {s['wall_s']:.1f} | {s['load_before'][0]}→{s['load_after'][0]} | "
+            f"{s['objects']['objects_written']} | {s['objects']['data_files_written']} | "
+            f"{s['prefix_after']['data_files']} | {puts} / {copies} / {deletes} / {lists} / {heads} | {verdict} |"
+        )
     return "\n".join(lines)
 
 
@@ -722,8 +879,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--archive-days", type=int, default=150)
     parser.add_argument("--events-per-day", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--late-share", type=float, default=0.05, help="late events per daily batch, share of the day's events")
-    parser.add_argument("--redelivered-share", type=float, default=0.01, help="re-delivered archived events, share of the day's events")
+    parser.add_argument(
+        "--late-share", type=float, default=0.05, help="late events per daily batch, share of the day's events"
+    )
+    parser.add_argument(
+        "--redelivered-share", type=float, default=0.01, help="re-delivered archived events, share of the day's events"
+    )
     parser.add_argument("--skip-crash", action="store_true", help="no SIGKILL crash tests")
     parser.add_argument("--keep", action="store_true", help="keep the buckets")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH)
@@ -737,11 +898,13 @@ def main(argv: list[str] | None = None) -> int:
         return child_main(json.loads(args.child))
 
     result: dict[str, Any] = {
-        "benchmark": "archive_formats", "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "archive_formats",
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench.archive_formats " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine_info(), "load_avg_start": load_avg(),
+        "machine": machine_info(),
+        "load_avg_start": load_avg(),
         "note": "2-core machine shared with other engineers' test runs: every wall time is inflated by their load; "
-                "load_before/load_after (1/5/15-min averages) are recorded with every step.",
+        "load_before/load_after (1/5/15-min averages) are recorded with every step.",
         "params": {k: v for k, v in vars(args).items() if k not in ("child", "results")},
         "errors": [],
     }
@@ -750,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
     result["data"] = data
     say(f"batches: {data['rows']}, expected distinct: {data['expected_distinct']}")
 
-    from ecommerce_profiles import lake
+    from ecommerce_profiles.core import lake
 
     s3 = s3_client()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -764,9 +927,12 @@ def main(argv: list[str] | None = None) -> int:
 
     spark_started = time.perf_counter()
     spark = spark_session("archive_formats")
-    result["versions"] = {"spark": spark.version, "delta_spark": DELTA_VERSION,
-                          "hadoop": spark.sparkContext._jvm.org.apache.hadoop.util.VersionInfo.getVersion(),
-                          "delta_jars": [Path(j).name for j in delta_jars()]}
+    result["versions"] = {
+        "spark": spark.version,
+        "delta_spark": DELTA_VERSION,
+        "hadoop": spark.sparkContext._jvm.org.apache.hadoop.util.VersionInfo.getVersion(),
+        "delta_jars": [Path(j).name for j in delta_jars()],
+    }
     result["spark_startup_s"] = round(time.perf_counter() - spark_started, 2)
     bench = Bench(spark, s3)
     try:
@@ -774,14 +940,18 @@ def main(argv: list[str] | None = None) -> int:
         archive_in = load_batch(spark, data["csv"]["archive"])
         daily_in = load_batch(spark, data["csv"]["daily"])
         crash_in = load_batch(spark, data["csv"]["crash"])
-        delivered = {"after_load": fingerprint(archive_in),
-                     "after_daily": fingerprint(archive_in.union(daily_in)),
-                     "after_crash_batch": fingerprint(archive_in.union(daily_in).union(crash_in))}
+        delivered = {
+            "after_load": fingerprint(archive_in),
+            "after_daily": fingerprint(archive_in.union(daily_in)),
+            "after_crash_batch": fingerprint(archive_in.union(daily_in).union(crash_in)),
+        }
         spark_expected = {k: v["distinct_events"] for k, v in delivered.items()}
         result["expected_distinct_spark"] = spark_expected
         result["delivered_fingerprints"] = delivered
         if spark_expected != data["expected_distinct"]:
-            result["errors"].append(f"Spark's distinct counts {spark_expected} differ from pandas' {data['expected_distinct']}")
+            result["errors"].append(
+                f"Spark's distinct counts {spark_expected} differ from pandas' {data['expected_distinct']}"
+            )
         expected = spark_expected
 
         archive_batch = lake.file_batch_id("bench/archive_formats/archive.csv")
@@ -795,18 +965,42 @@ def main(argv: list[str] | None = None) -> int:
             return lambda: check_table(delta_table(spark, delta_uri), delivered[stage])
 
         plan = [
-            ("parquet", "1 initial load", lambda: parquet_ingest(spark, pq_uri, archive_in, archive_batch),
-             pq_check("after_load")),
-            ("delta", "1 initial load", lambda: delta_initial_load(spark, delta_uri, archive_in),
-             delta_check("after_load")),
-            ("parquet", "2 daily batch", lambda: parquet_ingest(spark, pq_uri, daily_in, daily_batch),
-             pq_check("after_daily")),
-            ("delta", "2 daily batch", lambda: delta_merge(spark, delta_uri, daily_in, "daily_batch"),
-             delta_check("after_daily")),
-            ("parquet", "3 rerun of the daily batch", lambda: parquet_ingest(spark, pq_uri, daily_in, daily_batch),
-             pq_check("after_daily")),
-            ("delta", "3 rerun of the daily batch", lambda: delta_merge(spark, delta_uri, daily_in, "daily_batch"),
-             delta_check("after_daily")),
+            (
+                "parquet",
+                "1 initial load",
+                lambda: parquet_ingest(spark, pq_uri, archive_in, archive_batch),
+                pq_check("after_load"),
+            ),
+            (
+                "delta",
+                "1 initial load",
+                lambda: delta_initial_load(spark, delta_uri, archive_in),
+                delta_check("after_load"),
+            ),
+            (
+                "parquet",
+                "2 daily batch",
+                lambda: parquet_ingest(spark, pq_uri, daily_in, daily_batch),
+                pq_check("after_daily"),
+            ),
+            (
+                "delta",
+                "2 daily batch",
+                lambda: delta_merge(spark, delta_uri, daily_in, "daily_batch"),
+                delta_check("after_daily"),
+            ),
+            (
+                "parquet",
+                "3 rerun of the daily batch",
+                lambda: parquet_ingest(spark, pq_uri, daily_in, daily_batch),
+                pq_check("after_daily"),
+            ),
+            (
+                "delta",
+                "3 rerun of the daily batch",
+                lambda: delta_merge(spark, delta_uri, daily_in, "daily_batch"),
+                delta_check("after_daily"),
+            ),
             ("parquet", "4 full read (profile input)", lambda: profile_input_read(parquet_table(spark, pq_uri)), None),
             ("delta", "4 full read (profile input)", lambda: profile_input_read(delta_table(spark, delta_uri)), None),
         ]
@@ -815,21 +1009,35 @@ def main(argv: list[str] | None = None) -> int:
             record = bench.step(fmt, name, bucket, prefix, action, check)
             if name.startswith("4"):
                 d = record["detail"]
-                record["check"] = {"rows": d["rows"], "distinct_events": d["distinct_events"],
-                                   "expected_rows": expected["after_daily"],
-                                   "ok": d["rows"] == d["distinct_events"] == expected["after_daily"]}
+                record["check"] = {
+                    "rows": d["rows"],
+                    "distinct_events": d["distinct_events"],
+                    "expected_rows": expected["after_daily"],
+                    "ok": d["rows"] == d["distinct_events"] == expected["after_daily"],
+                }
         result["delta_history"] = delta_history(spark, delta_uri)
         result["readers_after_steps"] = {
             "parquet": {"pyarrow_plain": plain_pyarrow_count(pq_bucket, ARCHIVE_PREFIX)},
-            "delta": {"pyarrow_plain_ignoring_log": plain_pyarrow_count(delta_bucket, DELTA_PREFIX),
-                      "deltalake": deltalake_count(delta_bucket, DELTA_PREFIX)},
+            "delta": {
+                "pyarrow_plain_ignoring_log": plain_pyarrow_count(delta_bucket, DELTA_PREFIX),
+                "deltalake": deltalake_count(delta_bucket, DELTA_PREFIX),
+            },
         }
 
         if not args.skip_crash:
-            ctx = {"pq_bucket": pq_bucket, "delta_bucket": delta_bucket, "pq_uri": pq_uri, "delta_uri": delta_uri,
-                   "crash_batch_id": crash_batch, "log_dir": log_dir, "expected": expected, "csv": data["csv"],
-                   "crash_events": crash_in, "delivered_daily": archive_in.union(daily_in),
-                   "delivered_crash": delivered["after_crash_batch"]}
+            ctx = {
+                "pq_bucket": pq_bucket,
+                "delta_bucket": delta_bucket,
+                "pq_uri": pq_uri,
+                "delta_uri": delta_uri,
+                "crash_batch_id": crash_batch,
+                "log_dir": log_dir,
+                "expected": expected,
+                "csv": data["csv"],
+                "crash_events": crash_in,
+                "delivered_daily": archive_in.union(daily_in),
+                "delivered_crash": delivered["after_crash_batch"],
+            }
             try:
                 result["crash"] = crash_tests(bench, spark, s3, ctx)
                 result["delta_history_after_crash_tests"] = delta_history(spark, delta_uri)
@@ -847,7 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     keys = list(list_objects(s3, bucket, ARCHIVE_PREFIX if bucket == pq_bucket else DELTA_PREFIX))
                     for i in range(0, len(keys), 1000):
-                        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+                        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
                     leftover = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
                     if leftover:
                         s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in leftover]})

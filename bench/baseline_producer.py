@@ -12,15 +12,20 @@ import csv
 import json
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from kafka import KafkaProducer
 
 
-def produce_baseline(csv_path: str, bootstrap_servers: str, topic: str, *,
-                     max_events: int | None = None,
-                     progress: Callable[[int, float], None] | None = None,
-                     progress_every: int = 200_000) -> dict:
+def produce_baseline(
+    csv_path: str,
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    max_events: int | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    progress_every: int = 200_000,
+) -> dict:
     """Send the CSV's rows (or its first ``max_events``) one by one; return counts and seconds."""
     with warnings.catch_warnings():
         # kafka-python 3 prefers Serializer classes; a plain function is what the seed used.

@@ -43,15 +43,25 @@ RESULTS_PATH = PROJECT_ROOT / "bench" / "results" / "committers.json"
 
 def magic_conf() -> dict[str, str]:
     """The job's magic-committer settings (spark_conf), here for the whole session."""
-    from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF, magic_commit_options
+    from spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF, magic_commit_options
 
     return {**MAGIC_COMMIT_SQL_CONF, **{f"spark.hadoop.{k}": v for k, v in magic_commit_options().items()}}
 
 
 # The S3A counters worth reading (the FileSystem keeps dozens).
-REQUEST_COUNTERS = ("store_io_request", "object_metadata_request", "object_list_request", "object_put_request",
-                    "object_copy_requests", "object_delete_request", "object_bulk_delete_request",
-                    "object_multipart_initiated", "directories_created", "files_created", "op_rename")
+REQUEST_COUNTERS = (
+    "store_io_request",
+    "object_metadata_request",
+    "object_list_request",
+    "object_put_request",
+    "object_copy_requests",
+    "object_delete_request",
+    "object_bulk_delete_request",
+    "object_multipart_initiated",
+    "directories_created",
+    "files_created",
+    "op_rename",
+)
 
 
 # ------------------------------------------------------------------------------ child process --
@@ -59,7 +69,7 @@ def child(variant: str, events: int, dates: int, bucket: str) -> dict[str, Any]:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from ecommerce_profiles.spark_jobs.spark_conf import job_conf, s3a_conf_from_env
+    from ecommerce_profiles.spark_submit_conf import job_conf, s3a_conf_from_env
 
     conf = job_conf(s3a_conf_from_env(), master="local[2]", ui_enabled=False)
     if variant == "magic":
@@ -71,10 +81,17 @@ def child(variant: str, events: int, dates: int, bucket: str) -> dict[str, Any]:
     spark.sparkContext.setLogLevel("ERROR")
     root = f"s3a://{bucket}/{variant}-{uuid.uuid4().hex[:6]}"
     # Events spread over the dates and grouped by date as the job's deduplication leaves them.
-    frame = (spark.range(events)
-             .select(F.date_add(F.lit("2020-09-24").cast("date"), (F.col("id") % dates).cast("int")).alias("event_date"),
-                     F.col("id").alias("user_id"), F.lit("view").alias("event_type"), (F.col("id") * 0.25).alias("price"))
-             .repartition(4, "event_date").cache())
+    frame = (
+        spark.range(events)
+        .select(
+            F.date_add(F.lit("2020-09-24").cast("date"), (F.col("id") % dates).cast("int")).alias("event_date"),
+            F.col("id").alias("user_id"),
+            F.lit("view").alias("event_type"),
+            (F.col("id") * 0.25).alias("price"),
+        )
+        .repartition(4, "event_date")
+        .cache()
+    )
     frame.count()
     path = spark._jvm.org.apache.hadoop.fs.Path(root)
     fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
@@ -99,7 +116,9 @@ def child(variant: str, events: int, dates: int, bucket: str) -> dict[str, Any]:
         before = counters()
         cpu_before, minio_before = jvm_cpu_s(), server_cpu_seconds().get("minio", 0.0)
         started = time.perf_counter()
-        frame.withColumn("batch", F.lit("bench")).write.partitionBy("event_date", "batch").mode("append").parquet(target)
+        frame.withColumn("batch", F.lit("bench")).write.partitionBy("event_date", "batch").mode("append").parquet(
+            target
+        )
         seconds = time.perf_counter() - started
         # CPU seconds barely depend on how busy the machine is, unlike the wall time.
         cpu_s, minio_cpu_s = jvm_cpu_s() - cpu_before, server_cpu_seconds().get("minio", 0.0) - minio_before
@@ -107,9 +126,12 @@ def child(variant: str, events: int, dates: int, bucket: str) -> dict[str, Any]:
         back = spark.read.parquet(target)
         files = back.inputFiles()
         writes[label] = {
-            "seconds": round(seconds, 3), "driver_cpu_s": round(cpu_s, 2), "minio_cpu_s": round(minio_cpu_s, 2),
+            "seconds": round(seconds, 3),
+            "driver_cpu_s": round(cpu_s, 2),
+            "minio_cpu_s": round(minio_cpu_s, 2),
             "requests": {k: after.get(k, 0) - before.get(k, 0) for k in REQUEST_COUNTERS},
-            "rows_read_back": back.count(), "files": len(files),
+            "rows_read_back": back.count(),
+            "files": len(files),
             "one_file_per_date": len(files) == len({f.split("event_date=")[1].split("/")[0] for f in files}) == dates,
         }
     fs.delete(path, True)
@@ -142,26 +164,58 @@ def main(argv: list[str] | None = None) -> int:
             for variant in ("classic", "magic"):
                 load_before = load_1m()
                 started = time.perf_counter()
-                proc = subprocess.run([sys.executable, "-m", "bench.committers", "--child", variant, "--bucket", bucket,
-                                       "--events", str(args.events), "--dates", str(args.dates)],
-                                      capture_output=True, text=True, cwd=PROJECT_ROOT)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.committers",
+                        "--child",
+                        variant,
+                        "--bucket",
+                        bucket,
+                        "--events",
+                        str(args.events),
+                        "--dates",
+                        str(args.dates),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=PROJECT_ROOT,
+                )
                 if proc.returncode != 0:
                     raise RuntimeError(f"{variant} child failed:\n{proc.stderr[-3000:]}")
-                writes = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+                writes = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
                 for label, write in writes.items():
                     if write["rows_read_back"] != args.events or not write["one_file_per_date"]:
                         raise RuntimeError(f"{variant} {label} write is wrong: {write}")
-                runs.append({"variant": variant, "round": round_no, "process_s": round(time.perf_counter() - started, 1),
-                             "load_1m_before": load_before, "load_1m_after": load_1m(), **writes})
-                say(f"{variant} round {round_no}: first write {writes['first']['seconds']} s "
+                runs.append(
+                    {
+                        "variant": variant,
+                        "round": round_no,
+                        "process_s": round(time.perf_counter() - started, 1),
+                        "load_1m_before": load_before,
+                        "load_1m_after": load_1m(),
+                        **writes,
+                    }
+                )
+                say(
+                    f"{variant} round {round_no}: first write {writes['first']['seconds']} s "
                     f"({writes['first']['driver_cpu_s']} CPU-s, MinIO {writes['first']['minio_cpu_s']}), second "
                     f"{writes['second']['seconds']} s ({writes['second']['driver_cpu_s']} CPU-s, MinIO "
-                    f"{writes['second']['minio_cpu_s']}), {writes['first']['requests']['store_io_request']} S3 requests")
+                    f"{writes['second']['minio_cpu_s']}), {writes['first']['requests']['store_io_request']} S3 requests"
+                )
     finally:
         services.delete_bucket(bucket)
-    result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine, "versions": versions(),
-              "code": code_version(), "events": args.events, "dates": args.dates, "runs": runs,
-              "magic_conf": magic_conf()}
+    result = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine,
+        "versions": versions(),
+        "code": code_version(),
+        "events": args.events,
+        "dates": args.dates,
+        "runs": runs,
+        "magic_conf": magic_conf(),
+    }
     args.results.write_text(json.dumps(result, indent=1) + "\n")
     say(f"wrote {args.results}")
     return 0

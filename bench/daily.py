@@ -26,14 +26,18 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from ecommerce_profiles import lake
-from ecommerce_profiles.inputs import DROP_COMPLETE_MARKER, drop_dir
-from ecommerce_profiles.schemas import EVENT_COLUMNS, EVENT_FIELDS, EVENT_TIME_FORMAT
+from ecommerce_profiles.core import lake
+from ecommerce_profiles.core.inputs import DROP_COMPLETE_MARKER, drop_dir
+from ecommerce_profiles.core.schemas import EVENT_COLUMNS, EVENT_FIELDS, EVENT_TIME_FORMAT
 
 FIRST_DAY = "2020-09-24"  # the Kaggle file's first date
 PARQUET_COMPRESSION = "snappy"  # Spark's default, as the job writes
-_ARROW_TYPES = {"timestamp": ("timestamp", "us", "UTC"), "string": ("string",), "long": ("int64",),
-                "double": ("float64",)}
+_ARROW_TYPES = {
+    "timestamp": ("timestamp", "us", "UTC"),
+    "string": ("string",),
+    "long": ("int64",),
+    "double": ("float64",),
+}
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,14 @@ class DailyScenario:
 
     @property
     def name(self) -> str:
-        return (f"daily_{self.archive_days}d_{self.daily_events}_seed{self.seed}"
-                f"_late{self.late_share:g}_again{self.redelivered_share:g}")
+        return (
+            f"daily_{self.archive_days}d_{self.daily_events}_seed{self.seed}"
+            f"_late{self.late_share:g}_again{self.redelivered_share:g}"
+        )
 
 
 def archive_arrow_schema():
-    """The columns of an archive Parquet file: the event schema (ecommerce_profiles.schemas)
+    """The columns of an archive Parquet file: the event schema (ecommerce_profiles.core.schemas)
     with its nullability; event_date and batch are Hive partitions, not columns."""
     import pyarrow as pa
 
@@ -113,7 +119,9 @@ def _read_rows(csv_path: Path) -> tuple[list[str], list[list[str]]]:
         return header, [row for row in reader if row]
 
 
-def split_history(rows: list[list[str]], scenario: DailyScenario) -> tuple[dict[tuple[str, str], list[list[str]]], list[list[str]]]:
+def split_history(
+    rows: list[list[str]], scenario: DailyScenario
+) -> tuple[dict[tuple[str, str], list[list[str]]], list[list[str]]]:
     """Rows of ``archive_days + 1`` days -> ({(event_date, batch): distinct rows}, the drop's rows).
 
     Deterministic for the scenario's seed. Every distinct archived event is in exactly one
@@ -156,7 +164,7 @@ def build(scenario: DailyScenario, cache_root: Path, progress=print) -> dict[str
     Layout: ``lake/raw/events/...`` (upload ``lake/`` to a bucket's top) and
     ``incoming/<run date>/events.csv`` + ``_SUCCESS`` (copy into a data directory).
     """
-    from ecommerce_profiles.generator import write_events_csv
+    from bench.generator import write_events_csv
 
     folder = cache_root / scenario.name
     meta_path = folder / "scenario.json"
@@ -171,8 +179,9 @@ def build(scenario: DailyScenario, cache_root: Path, progress=print) -> dict[str
     source = partial / "history.csv"
     last_day = (date.fromisoformat(scenario.first_day) + timedelta(days=days - 1)).isoformat()
     progress(f"daily scenario: generating {days} days x {scenario.daily_events:,} events -> {source}")
-    generated = write_events_csv(source, days * scenario.daily_events, seed=scenario.seed,
-                                 start=scenario.first_day, end=last_day)
+    generated = write_events_csv(
+        source, days * scenario.daily_events, seed=scenario.seed, start=scenario.first_day, end=last_day
+    )
     header, rows = _read_rows(source)
     partitions, drop = split_history(rows, scenario)
     progress(f"daily scenario: writing {len(partitions)} archive partitions with pyarrow")

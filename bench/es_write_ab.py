@@ -45,7 +45,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 
 def index_body(settings: dict[str, Any]) -> dict[str, Any]:
-    from ecommerce_profiles.schemas import es_mapping
+    from ecommerce_profiles.core.schemas import es_mapping
 
     body = es_mapping()
     body["settings"].update(settings)
@@ -53,7 +53,7 @@ def index_body(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def writer_options(es_url: str, index: str, overrides: dict[str, Any]) -> dict[str, str]:
-    from ecommerce_profiles.spark_jobs.spark_conf import es_write_options
+    from spark_jobs.spark_conf import es_write_options
 
     merged = {**es_write_options(es_url, index), **overrides}
     return {key: value for key, value in merged.items() if value is not None}
@@ -66,8 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--from-csv", type=Path, help="build the profiles from this events CSV")
     parser.add_argument("--copies", type=int, default=1, help="with --from-csv: repeat the profiles N times")
     parser.add_argument("--snapshot-date", default="2021-02-28", help="with --from-csv")
-    parser.add_argument("--variants", default="one_shard,two_shards",
-                        help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default="one_shard,two_shards", help=f"comma-separated, of: {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--results", type=Path, default=PROJECT_ROOT / "bench" / "results" / "es-write-ab.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -83,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_profiles(spark, args: argparse.Namespace):
     from pyspark.sql import functions as F
 
-    from ecommerce_profiles.spark_jobs.profile_transforms import build_profiles, read_events_csv
+    from spark_jobs.profile_transforms import build_profiles, read_events_csv
 
     if args.profiles:
         return spark.read.parquet(args.profiles)
@@ -92,8 +93,11 @@ def load_profiles(spark, args: argparse.Namespace):
         return profiles
     # Unique ids above every real one (user ids are below 10^10 in the generated and Kaggle files).
     copies = spark.range(args.copies).withColumnRenamed("id", "copy")
-    return (profiles.crossJoin(F.broadcast(copies))
-            .withColumn("user_id", F.col("user_id") + F.col("copy") * 10_000_000_000).drop("copy"))
+    return (
+        profiles.crossJoin(F.broadcast(copies))
+        .withColumn("user_id", F.col("user_id") + F.col("copy") * 10_000_000_000)
+        .drop("copy")
+    )
 
 
 def child(args: argparse.Namespace) -> None:
@@ -103,7 +107,7 @@ def child(args: argparse.Namespace) -> None:
     from bench import services
     from bench.system import load_1m, server_cpu_seconds
     from ecommerce_profiles.connections import elasticsearch_settings_from_env
-    from ecommerce_profiles.spark_jobs.customer_profiles import for_elasticsearch
+    from spark_jobs.customer_profiles import for_elasticsearch
 
     es = services.es()
     es_url = elasticsearch_settings_from_env().url  # as the job reaches it
@@ -125,8 +129,9 @@ def child(args: argparse.Namespace) -> None:
         try:
             cpu0, gc0, load = server_cpu_seconds().get("elasticsearch", 0.0), gc_ms(), load_1m()
             started = time.perf_counter()
-            for_elasticsearch(frame).write.format("es").options(**writer_options(es_url, index, options)) \
-                .mode("append").save()
+            for_elasticsearch(frame).write.format("es").options(**writer_options(es_url, index, options)).mode(
+                "append"
+            ).save()
             wall = time.perf_counter() - started
             cpu = server_cpu_seconds().get("elasticsearch", 0.0) - cpu0
             es.indices.refresh(index=index)
@@ -134,11 +139,20 @@ def child(args: argparse.Namespace) -> None:
             count = es.count(index=index)["count"]
         finally:
             es.indices.delete(index=index)
-        return {"variant": variant, "round": round_no + 1, "documents": count, "wall_s": round(wall, 2),
-                "documents_per_s": round(count / wall), "es_cpu_s": round(cpu, 1), "es_gc_ms": gc_ms() - gc0,
-                "indexing_ms": stats["indexing"]["index_time_in_millis"], "merges": stats["merges"]["total"],
-                "merged_documents": stats["merges"]["total_docs"], "segments": stats["segments"]["count"],
-                "load_1m_at_start": load}
+        return {
+            "variant": variant,
+            "round": round_no + 1,
+            "documents": count,
+            "wall_s": round(wall, 2),
+            "documents_per_s": round(count / wall),
+            "es_cpu_s": round(cpu, 1),
+            "es_gc_ms": gc_ms() - gc0,
+            "indexing_ms": stats["indexing"]["index_time_in_millis"],
+            "merges": stats["merges"]["total"],
+            "merged_documents": stats["merges"]["total_docs"],
+            "segments": stats["segments"]["count"],
+            "load_1m_at_start": load,
+        }
 
     rows = [{**write("as_job", -1, warm_up), "warm_up": True}]
     for round_no in range(args.rounds):
@@ -164,18 +178,30 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = load_1m()
     machine = machine_info()  # its speed probe before the writes, not after
     seconds, _, _ = stages.run_spark_job(child_args, log_dir, name="es-write-ab", application=Path(__file__))
-    lines = [line[len(ROW_PREFIX):] for line in (log_dir / "es-write-ab.log").read_text().splitlines()
-             if line.startswith(ROW_PREFIX)]
+    lines = [
+        line[len(ROW_PREFIX) :]
+        for line in (log_dir / "es-write-ab.log").read_text().splitlines()
+        if line.startswith(ROW_PREFIX)
+    ]
     *writes, total = [json.loads(line) for line in lines]
-    result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine, "versions": versions(),
-              "code": code_version(), "load_avg_1m_start": load_at_start, "documents": total["documents"],
-              "source": args.profiles or f"{args.from_csv} x {args.copies}", "wall_s": round(seconds, 1),
-              "writes": writes}
+    result = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine,
+        "versions": versions(),
+        "code": code_version(),
+        "load_avg_1m_start": load_at_start,
+        "documents": total["documents"],
+        "source": args.profiles or f"{args.from_csv} x {args.copies}",
+        "wall_s": round(seconds, 1),
+        "writes": writes,
+    }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=1) + "\n")
     for row in writes:
-        say(f"{row['variant']:>14} round {row['round']}: {row['wall_s']:.1f} s, {row['documents_per_s']:,}/s, "
-            f"Elasticsearch {row['es_cpu_s']} CPU-s, {row['segments']} segments")
+        say(
+            f"{row['variant']:>14} round {row['round']}: {row['wall_s']:.1f} s, {row['documents_per_s']:,}/s, "
+            f"Elasticsearch {row['es_cpu_s']} CPU-s, {row['segments']} segments"
+        )
     say(f"results in {args.results}")
     return 0
 

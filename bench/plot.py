@@ -74,10 +74,12 @@ def plot(results: list[dict[str, Any]], path: Path = PLOT_PATH) -> Path:
             cpu.plot(*zip(*points), "--" if "baseline" in label else "-", marker="o", label=label)
     cpu.set(title="CPU seconds per stage (harness + children; load-robust)")
 
-    for key, label in (("produce_events_per_s", "produce (DAG code), events/s"),
-                       ("baseline_produce_events_per_s", "baseline (kafka-python), events/s"),
-                       ("es_spark_docs_per_s", "Elasticsearch via Spark connector, profiles/s"),
-                       ("es_bulk_docs_per_s", "Elasticsearch parallel_bulk, profiles/s")):
+    for key, label in (
+        ("produce_events_per_s", "produce (DAG code), events/s"),
+        ("baseline_produce_events_per_s", "baseline (kafka-python), events/s"),
+        ("es_spark_docs_per_s", "Elasticsearch via Spark connector, profiles/s"),
+        ("es_bulk_docs_per_s", "Elasticsearch parallel_bulk, profiles/s"),
+    ):
         points = [(r["events"], r[key]) for r in results if r.get(key)]
         if points:
             rate.plot(*zip(*points), marker="o", label=label)
@@ -93,11 +95,15 @@ def plot(results: list[dict[str, Any]], path: Path = PLOT_PATH) -> Path:
     machine = results[-1]["machine"] if results else {}
     from bench.report import LOAD_LIMIT, under_load
 
-    loads = ", ".join(f"{r['events']:,}: {r.get('load_avg_1m_start', '?')}{'*' if under_load(r) else ''}" for r in results)
-    fig.suptitle(f"{machine.get('cores', '?')} cores, {machine.get('cpu_model', '')}, "
-                 f"{machine.get('memory_gib', '?')} GiB; 1-min load average at the start of each run "
-                 f"(* = measured under load > {LOAD_LIMIT}): {loads}",
-                 fontsize=10)
+    loads = ", ".join(
+        f"{r['events']:,}: {r.get('load_avg_1m_start', '?')}{'*' if under_load(r) else ''}" for r in results
+    )
+    fig.suptitle(
+        f"{machine.get('cores', '?')} cores, {machine.get('cpu_model', '')}, "
+        f"{machine.get('memory_gib', '?')} GiB; 1-min load average at the start of each run "
+        f"(* = measured under load > {LOAD_LIMIT}): {loads}",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

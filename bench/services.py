@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ecommerce_profiles import connections, producer
-
 from bench.system import say
+from ecommerce_profiles import connections
+from ecommerce_profiles.core import producer
 
 
 def kafka_admin():
@@ -89,8 +89,14 @@ def upload_tree(local_root: Path, bucket: str, prefix: str) -> tuple[int, int]:
     client = s3()
     files = sorted(p for p in local_root.rglob("*") if p.is_file())
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda p: client.upload_file(str(p), bucket, "/".join(filter(None, [prefix, p.relative_to(local_root).as_posix()]))),
-                      files))
+        list(
+            pool.map(
+                lambda p: client.upload_file(
+                    str(p), bucket, "/".join(filter(None, [prefix, p.relative_to(local_root).as_posix()]))
+                ),
+                files,
+            )
+        )
     return len(files), sum(p.stat().st_size for p in files)
 
 

@@ -15,8 +15,8 @@ import time
 from pyspark.sql import SparkSession
 
 # The job's own measure of start-up, so the floor's and the job's figures compare.
-from ecommerce_profiles.spark_jobs.customer_profiles import jvm_started_epoch_seconds
-from ecommerce_profiles.spark_jobs.spark_conf import kafka_batch_options
+from spark_jobs.customer_profiles import jvm_started_epoch_seconds
+from spark_jobs.spark_conf import kafka_batch_options
 
 
 def main() -> None:
@@ -28,12 +28,22 @@ def main() -> None:
     args = parser.parse_args()
     spark = SparkSession.builder.appName("spark_floor").getOrCreate()
     ready = time.time()
-    records = (spark.read.format("kafka")
-               .options(**kafka_batch_options(args.bootstrap_servers, args.topic, args.starting_offsets,
-                                              args.ending_offsets))
-               .load().count())
-    print(json.dumps({"records": records, "startup_s": round(ready - jvm_started_epoch_seconds(spark), 3),
-                      "kafka_count_s": round(time.time() - ready, 3)}), flush=True)
+    records = (
+        spark.read.format("kafka")
+        .options(**kafka_batch_options(args.bootstrap_servers, args.topic, args.starting_offsets, args.ending_offsets))
+        .load()
+        .count()
+    )
+    print(
+        json.dumps(
+            {
+                "records": records,
+                "startup_s": round(ready - jvm_started_epoch_seconds(spark), 3),
+                "kafka_count_s": round(time.time() - ready, 3),
+            }
+        ),
+        flush=True,
+    )
     spark.stop()
 
 

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ecommerce_profiles.paths import PROJECT_DIR
+from ecommerce_profiles.core.paths import PROJECT_DIR
 
 PROJECT_ROOT = PROJECT_DIR
 # A result whose 1-minute load average was above this when it started is marked "under load"
@@ -62,19 +62,30 @@ def machine_info() -> dict[str, Any]:
     model = platform.processor() or ""
     memory_gib = None
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     try:
-        kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:"))
+        kib = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        )
         memory_gib = round(kib / 1024 / 1024, 1)
     except (OSError, StopIteration):
         pass
-    return {"cores": os.cpu_count(), "memory_gib": memory_gib, "cpu_model": model,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "speed_probe": speed_probe()}
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "cpu_model": model,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "speed_probe": speed_probe(),
+    }
 
 
 SPEED_PROBE_ROUNDS = 3
@@ -106,19 +117,22 @@ def speed_probe(rounds: int = SPEED_PROBE_ROUNDS) -> dict[str, float | int]:
 
 def versions() -> dict[str, str]:
     """The version matrix (docs/versions.md through scripts/versions.sh, the one parser)."""
-    from ecommerce_profiles.deploy_checks import read_versions
+    from tests.support.deploy_checks import read_versions
 
     return read_versions(PROJECT_ROOT)
 
 
 def code_version() -> dict[str, Any]:
-    """The checkout the figures were taken with: commit, and the files of src/ and dags/ that
+    """The checkout the figures were taken with: commit, and the files of plugins/, spark_jobs/ and dags/ that
     differ from it (other people may edit the working tree while a benchmark runs)."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True).stdout.strip()
 
-    return {"commit": git("rev-parse", "--short=12", "HEAD"),
-            "modified": git("status", "--porcelain", "--", "src", "dags").splitlines()}
+    return {
+        "commit": git("rev-parse", "--short=12", "HEAD"),
+        "modified": git("status", "--porcelain", "--", "plugins", "spark_jobs", "dags").splitlines(),
+    }
 
 
 def file_digest(path: Path) -> str:
@@ -192,7 +206,7 @@ class CpuWindow:
     """CPU accounting of one stage: this harness and its waited-for children, the stack's
     servers, and everything else on the machine (``others``), plus the load average."""
 
-    def __init__(self, sampler: "LoadSampler | None" = None) -> None:
+    def __init__(self, sampler: LoadSampler | None = None) -> None:
         self.sampler = sampler
         self.wall0 = time.perf_counter()
         self.own0 = os.times()
@@ -249,9 +263,17 @@ class LoadSampler(threading.Thread):
 
 
 # JVM thread names (/proc/<pid>/task/<tid>/comm, 15 characters) -> what the CPU went to
-_THREAD_GROUPS = (("C2 Compiler", "jit_c2"), ("C1 Compiler", "jit_c1"), ("Executor task", "spark_tasks"),
-                  ("GC Thread", "gc"), ("G1 ", "gc"), ("VM ", "jvm_vm"), ("main", "jvm_main"),
-                  ("python", "python_driver"), ("java", "jvm_launcher"))
+_THREAD_GROUPS = (
+    ("C2 Compiler", "jit_c2"),
+    ("C1 Compiler", "jit_c1"),
+    ("Executor task", "spark_tasks"),
+    ("GC Thread", "gc"),
+    ("G1 ", "gc"),
+    ("VM ", "jvm_vm"),
+    ("main", "jvm_main"),
+    ("python", "python_driver"),
+    ("java", "jvm_launcher"),
+)
 
 
 def thread_group(comm: str) -> str:
@@ -292,7 +314,7 @@ class ThreadCpu(threading.Thread):
                     text = stat.read_text()
                 except OSError:
                     continue
-                comm = text[text.index("(") + 1:text.rindex(")")]
+                comm = text[text.index("(") + 1 : text.rindex(")")]
                 self.seen[(pid, int(stat.parent.name))] = (comm, stat_cpu_seconds(stat_fields(text)))
 
     def run(self) -> None:
@@ -334,9 +356,22 @@ class PySpy:
         self.output = self.out_dir / f"{self.name}.txt"
         # raw = collapsed stacks, one line per stack with its sample count: easy to summarise.
         self.process = subprocess.Popen(
-            [exe, "record", "--pid", str(os.getpid()), "--rate", "50", "--format", "raw",
-             "--output", str(self.output), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                exe,
+                "record",
+                "--pid",
+                str(os.getpid()),
+                "--rate",
+                "50",
+                "--format",
+                "raw",
+                "--output",
+                str(self.output),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)  # let it attach before the measured work starts
         return self
 

@@ -28,15 +28,15 @@ from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Param, task
 
 from ecommerce_profiles.assets import PROFILE_ALIAS_ASSET, PROFILE_SNAPSHOT_ASSET
+from ecommerce_profiles.core.paths import INCLUDE_DIR, SPARK_JOB_FILE
+from ecommerce_profiles.core.run_plan import snapshot_date
 from ecommerce_profiles.dag_defaults import DEFAULT_ARGS
-from ecommerce_profiles.operators.kibana import KibanaImportOperator
 from ecommerce_profiles.operators import run_tasks
+from ecommerce_profiles.operators.kibana import KibanaImportOperator
 from ecommerce_profiles.operators.produce import ProduceEventsOperator
 from ecommerce_profiles.operators.profile_index import CreateProfileIndexOperator, PublishProfileIndexOperator
 from ecommerce_profiles.operators.spark_submit import ProfileJobSubmitOperator
 from ecommerce_profiles.operators.validate import ValidateEventsOperator
-from ecommerce_profiles.paths import INCLUDE_DIR, SPARK_JOB_FILE
-from ecommerce_profiles.run_plan import snapshot_date
 
 PLAN = "ti.xcom_pull(task_ids='plan_run')"
 SNAPSHOT = "{{ snapshot_date(" + PLAN + ", ti.xcom_pull(task_ids='validate_events')) }}"
@@ -59,23 +59,37 @@ with DAG(
     params={
         # Optional params are nullable with a None default: the UI's trigger form is valid as it
         # opens (an empty required string would keep its Trigger button disabled).
-        "input_path": Param(None, type=["null", "string"],
-                            description="One-shot CSV inside the data directory, e.g. electronics.csv; "
-                                        "empty = the daily drop incoming/<run date>/"),
-        "snapshot_date": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}$",
-                               description="YYYY-MM-DD, not in the future; empty = run date (daily) "
-                                           "or last event date (one-shot)"),
-        "max_reject_fraction": Param(0.01, type="number", minimum=0, maximum=1,
-                                     description="Fail when invalid rows exceed this fraction of rows read"),
-        "profile_build": Param("auto", type="string", enum=["auto", "full"],
-                               description="auto: start from the previous snapshot when the archive up to it is "
-                                           "unchanged (docs/daily-operation.md); full: rebuild every profile "
-                                           "from the archive"),
+        "input_path": Param(
+            None,
+            type=["null", "string"],
+            description="One-shot CSV inside the data directory, e.g. electronics.csv; "
+            "empty = the daily drop incoming/<run date>/",
+        ),
+        "snapshot_date": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            description="YYYY-MM-DD, not in the future; empty = run date (daily) or last event date (one-shot)",
+        ),
+        "max_reject_fraction": Param(
+            0.01,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="Fail when invalid rows exceed this fraction of rows read",
+        ),
+        "profile_build": Param(
+            "auto",
+            type="string",
+            enum=["auto", "full"],
+            description="auto: start from the previous snapshot when the archive up to it is "
+            "unchanged (docs/daily-operation.md); full: rebuild every profile "
+            "from the archive",
+        ),
     },
     user_defined_macros={"snapshot_date": snapshot_date},
     render_template_as_native_obj=False,
 ) as dag:
-
     # multiple_outputs: each key of the plan is its own XCom, so `plan["wait_path"]` below
     # hands one value to an operator (and makes it downstream of plan_run).
     @task(retries=0, execution_timeout=timedelta(minutes=5), multiple_outputs=True)
@@ -118,16 +132,25 @@ with DAG(
         application=str(SPARK_JOB_FILE),
         name="customer_profiles",
         application_args=[
-            "--starting-offsets", "{{ ti.xcom_pull(task_ids='produce_events')['starting_offsets'] }}",
-            "--ending-offsets", "{{ ti.xcom_pull(task_ids='produce_events')['ending_offsets'] }}",
-            "--expected-records", "{{ ti.xcom_pull(task_ids='produce_events')['delivered'] }}",
-            "--snapshot-date", SNAPSHOT,
-            "--run-date", "{{ " + PLAN + "['run_date'] }}",
-            "--batch-id", "{{ " + PLAN + "['batch_id'] }}",
-            "--profile-build", "{{ params.profile_build }}",
-            "--es-index", "{{ ti.xcom_pull(task_ids='create_profile_index') }}",
+            "--starting-offsets",
+            "{{ ti.xcom_pull(task_ids='produce_events')['starting_offsets'] }}",
+            "--ending-offsets",
+            "{{ ti.xcom_pull(task_ids='produce_events')['ending_offsets'] }}",
+            "--expected-records",
+            "{{ ti.xcom_pull(task_ids='produce_events')['delivered'] }}",
+            "--snapshot-date",
+            SNAPSHOT,
+            "--run-date",
+            "{{ " + PLAN + "['run_date'] }}",
+            "--batch-id",
+            "{{ " + PLAN + "['batch_id'] }}",
+            "--profile-build",
+            "{{ params.profile_build }}",
+            "--es-index",
+            "{{ ti.xcom_pull(task_ids='create_profile_index') }}",
             # relative to the lake: the run's own evidence folder
-            "--summary-uri", "{{ " + PLAN + "['evidence_prefix'] }}/spark_summary.json",
+            "--summary-uri",
+            "{{ " + PLAN + "['evidence_prefix'] }}/spark_summary.json",
         ],
         max_active_tis_per_dag=1,  # the archive: one batch written at a time
     )
@@ -162,8 +185,9 @@ with DAG(
     @task(execution_timeout=timedelta(minutes=10))
     def clean_up_run(ti=None) -> dict:
         """Staging folder gone; the run's index deleted unless it was published."""
-        return run_tasks.clean_up_run(plan=ti.xcom_pull(task_ids="plan_run"),
-                                      index=ti.xcom_pull(task_ids="create_profile_index"))
+        return run_tasks.clean_up_run(
+            plan=ti.xcom_pull(task_ids="plan_run"), index=ti.xcom_pull(task_ids="create_profile_index")
+        )
 
     (
         plan

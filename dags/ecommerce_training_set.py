@@ -37,16 +37,21 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ecommerce_profiles import lake
 from ecommerce_profiles.assets import PROFILE_SNAPSHOT_ASSET, TRAINING_SET_ASSET
 from ecommerce_profiles.connections import LAKE_CONN_ID
+from ecommerce_profiles.core import lake
+from ecommerce_profiles.core.paths import TRAINING_SET_JOB_FILE
 from ecommerce_profiles.dag_defaults import DEFAULT_ARGS
 from ecommerce_profiles.operators.spark_submit import TrainingSetSubmitOperator
-from ecommerce_profiles.paths import PACKAGE_DIR
-from ecommerce_profiles.training_plan import job_arguments, plan_snapshot_dates, ready_snapshot_dates, triggered_snapshot_dates
+from ecommerce_profiles.training_plan import (
+    job_arguments,
+    plan_snapshot_dates,
+    ready_snapshot_dates,
+    triggered_snapshot_dates,
+)
 
 LOG = logging.getLogger(__name__)
-JOB_FILE = PACKAGE_DIR / "spark_jobs" / "training_set.py"
+JOB_FILE = TRAINING_SET_JOB_FILE
 
 
 with DAG(
@@ -62,13 +67,23 @@ with DAG(
     default_args=DEFAULT_ARGS,
     params={
         # Defaults make the trigger form valid as it opens (see the profile DAG).
-        "snapshot_date": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}$",
-                               description="S, YYYY-MM-DD (manual runs); empty = from the triggering "
-                                           "profile snapshot (T - longest horizon) or the latest complete S"),
-        "purchase_horizon_days": Param(7, type="integer", minimum=1, maximum=366,
-                                       description="purchased_within_<n>d: a purchase dated S+1 ... S+n"),
-        "revenue_horizon_days": Param(30, type="integer", minimum=1, maximum=366,
-                                      description="revenue_within_<n>d: purchase revenue dated S+1 ... S+n"),
+        "snapshot_date": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            description="S, YYYY-MM-DD (manual runs); empty = from the triggering "
+            "profile snapshot (T - longest horizon) or the latest complete S",
+        ),
+        "purchase_horizon_days": Param(
+            7, type="integer", minimum=1, maximum=366, description="purchased_within_<n>d: a purchase dated S+1 ... S+n"
+        ),
+        "revenue_horizon_days": Param(
+            30,
+            type="integer",
+            minimum=1,
+            maximum=366,
+            description="revenue_within_<n>d: purchase revenue dated S+1 ... S+n",
+        ),
     },
 ) as dag:
 
@@ -76,22 +91,38 @@ with DAG(
     def choose_snapshot_dates(params=None, triggering_asset_events=None) -> dict:
         """S from the param, or T − H for each triggering snapshot T, or 'latest'."""
         longest = max(int(params["purchase_horizon_days"]), int(params["revenue_horizon_days"]))
-        plan = plan_snapshot_dates(params.get("snapshot_date"), triggered_snapshot_dates(triggering_asset_events), longest)
-        LOG.info("source %s: triggered by %s, snapshot dates %s (longest horizon %d days)",
-                 plan["source"], plan["triggered_by"] or "-", plan["snapshot_dates"] or "latest complete", longest)
+        plan = plan_snapshot_dates(
+            params.get("snapshot_date"), triggered_snapshot_dates(triggering_asset_events), longest
+        )
+        LOG.info(
+            "source %s: triggered by %s, snapshot dates %s (longest horizon %d days)",
+            plan["source"],
+            plan["triggered_by"] or "-",
+            plan["snapshot_dates"] or "latest complete",
+            longest,
+        )
         return plan
 
     @task(execution_timeout=timedelta(minutes=10))
     def check_labels_complete(plan: dict, params=None) -> list[list[str]]:
         """Only the S whose label window the archive covers go on; skip (scheduled) or fail (manual) otherwise."""
         from ecommerce_profiles.connections import lake_settings, pipeline_names
+
         bucket, root = pipeline_names().bucket, f"{lake.archive_key()}/"
-        pages = lake_settings(LAKE_CONN_ID).boto3_client().get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=f"{root}{lake.EVENT_DATE_PARTITION}=")
+        pages = (
+            lake_settings(LAKE_CONN_ID)
+            .boto3_client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=f"{root}{lake.EVENT_DATE_PARTITION}=")
+        )
         keys = (item["Key"].removeprefix(root) for page in pages for item in page.get("Contents", []))
         dates = [date.fromisoformat(d) for d in lake.archive_event_dates(keys)]
-        LOG.info("archive s3://%s/%s: %s", bucket, lake.archive_key(),
-                 f"{len(dates)} event dates, {dates[0]} .. {dates[-1]}" if dates else "empty")
+        LOG.info(
+            "archive s3://%s/%s: %s",
+            bucket,
+            lake.archive_key(),
+            f"{len(dates)} event dates, {dates[0]} .. {dates[-1]}" if dates else "empty",
+        )
         purchase, revenue = int(params["purchase_horizon_days"]), int(params["revenue_horizon_days"])
         ready, refused = ready_snapshot_dates(plan, dates, purchase, revenue)
         for reason in refused:

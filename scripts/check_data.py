@@ -3,7 +3,7 @@
     python scripts/check_data.py [CSV]
 
 Without CSV: data/electronics.csv, else data/events.csv (under $PIPELINE_DATA_DIR when set).
-Checks the header against ecommerce_profiles.schemas.EVENT_FIELDS and counts the rows; exit status 1 when
+Checks the header against ecommerce_profiles.core.schemas.EVENT_FIELDS and counts the rows; exit status 1 when
 the file is missing, empty or has another header. Row-level problems are the DAG's job
 (validate_events quarantines them).
 """
@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from ecommerce_profiles.schemas import EVENT_FIELDS
+from ecommerce_profiles.core.schemas import EVENT_FIELDS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.csv) if args.csv else find_dataset(data_dir)
     if path is None or not path.is_file():
         where = path or " or ".join(str(data_dir / name) for name in CANDIDATES)
-        print(f"check-data: no dataset at {where}.\n"
-              f"  Download it from {KAGGLE_URL} and save it as data/electronics.csv,\n"
-              f"  or generate a sample of the same shape: make generate", file=sys.stderr)
+        print(
+            f"check-data: no dataset at {where}.\n"
+            f"  Download it from {KAGGLE_URL} and save it as data/electronics.csv,\n"
+            f"  or generate a sample of the same shape: make generate",
+            file=sys.stderr,
+        )
         return 1
     problems = check(path)
     if problems:
@@ -69,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if rows == 0:
         print(f"check-data: {path} has a header but no rows", file=sys.stderr)
         return 1
-    print(f"check-data: {path} OK: header matches the event schema, {rows:,} rows, "
-          f"{path.stat().st_size / 1e6:,.1f} MB")
+    print(f"check-data: {path} OK: header matches the event schema, {rows:,} rows, {path.stat().st_size / 1e6:,.1f} MB")
     return 0
 
 

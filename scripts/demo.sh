@@ -15,7 +15,7 @@ if [ -z "$data" ]; then
   data="$data_root/sample/electronics_sample.csv"
   if [ ! -f "$data" ]; then
     echo "No dataset found (data/electronics.csv or data/events.csv): generating a 200,000-event sample"
-    python "$PROJECT_ROOT/scripts/generate_events.py" --events 200000 --bad-rows 5 --out "$data"
+    (cd "$PROJECT_ROOT" && python -m bench.generate_events --events 200000 --bad-rows 5 --out "$data")
   fi
 fi
 [ -f "$data" ] || { echo "DATA file not found: $data" >&2; exit 1; }

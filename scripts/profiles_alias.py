@@ -7,7 +7,7 @@
 
 Uses the same Elasticsearch settings as the pipeline outside Airflow (.env, via
 ecommerce_profiles.connections). The DAG keeps the newest published indices
-(ecommerce_profiles.profile_index.DEFAULT_RETENTION, the aliased one included).
+(ecommerce_profiles.core.profile_index.DEFAULT_RETENTION, the aliased one included).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from ecommerce_profiles.connections import elasticsearch_settings_from_env, pipeline_names
-from ecommerce_profiles.profile_index import PublishError, profile_indices, rollback_alias
+from ecommerce_profiles.core.profile_index import PublishError, profile_indices, rollback_alias
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,9 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from ecommerce_profiles.inputs import DROP_COMPLETE_MARKER
-from ecommerce_profiles.paths import data_dir
+from ecommerce_profiles.core.inputs import DROP_COMPLETE_MARKER
+from ecommerce_profiles.core.paths import data_dir
+
 _DATE = re.compile(rb"(\d{4})-(\d{2})-(\d{2})")
 MAX_OPEN_FILES = 64
 
@@ -115,14 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clean", action="store_true", help="remove existing <date>/<file-name> drops first")
     args = parser.parse_args(argv)
     if not args.input.is_file():
-        parser.error(f"{args.input} does not exist (generate one with scripts/generate_events.py)")
+        parser.error(
+            f"{args.input} does not exist (generate one with `make generate` or python -m bench.generate_events)"
+        )
 
     counts = split(args.input, args.out_dir, args.file_name, args.clean)
     undated = counts.pop("_undated", 0)
     for day, n in counts.items():
         print(f"{day}  {n:>9,}")
-    print(f"{sum(counts.values()):,} rows into {len(counts)} daily drops under {args.out_dir}"
-          + (f" ({undated:,} rows without a readable date kept with the previous row's date)" if undated else ""))
+    print(
+        f"{sum(counts.values()):,} rows into {len(counts)} daily drops under {args.out_dir}"
+        + (f" ({undated:,} rows without a readable date kept with the previous row's date)" if undated else "")
+    )
     return 0
 
 

@@ -5,7 +5,7 @@
 # start it; `scripts/stack.sh up spark` or `make stack-up SPARK=cluster` does.
 #
 # Submit to it in client mode: spark-submit --master spark://127.0.0.1:$SPARK_MASTER_PORT, with the
-# connector jars in spark.jars (ecommerce_profiles.spark_jobs.spark_conf.job_conf does that for a
+# connector jars in spark.jars (ecommerce_profiles.spark_submit_conf.job_conf does that for a
 # non-local master): the driver serves them to the executors, as it does for the Compose workers.
 # Executors call the driver back on its spark.driver.host (127.0.0.1 here, from SPARK_LOCAL_IP).
 #

@@ -24,20 +24,52 @@ def bench_run(stack, project_root, tmp_path_factory):
     results_dir = tmp / "results"
     env = {**os.environ, "PIPELINE_DATA_DIR": str(tmp / "data")}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--events", str(EVENTS),
-         "--skip-spark", "--skip-dag", "--no-docs", "--results-dir", str(results_dir)],
-        env=env, cwd=project_root, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--events",
+            str(EVENTS),
+            "--skip-spark",
+            "--skip-dag",
+            "--no-docs",
+            "--results-dir",
+            str(results_dir),
+        ],
+        env=env,
+        cwd=project_root,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return {"tmp": tmp, "results_dir": results_dir, "stdout": proc.stdout,
-            "result": json.loads((results_dir / f"{EVENTS}.json").read_text())}
+    return {
+        "tmp": tmp,
+        "results_dir": results_dir,
+        "stdout": proc.stdout,
+        "result": json.loads((results_dir / f"{EVENTS}.json").read_text()),
+    }
 
 
 def test_result_has_every_key_and_consistent_counts(bench_run):
     result = bench_run["result"]
-    for key in ("events", "produce_events_per_s", "baseline_produce_events_per_s", "lost_events",
-                "baseline_lost_events", "spark_job_s", "spark_startup_s", "duckdb_s", "es_docs_per_s",
-                "dag_wall_s", "machine", "versions", "timestamp", "targets", "load"):
+    for key in (
+        "events",
+        "produce_events_per_s",
+        "baseline_produce_events_per_s",
+        "lost_events",
+        "baseline_lost_events",
+        "spark_job_s",
+        "spark_startup_s",
+        "duckdb_s",
+        "es_docs_per_s",
+        "dag_wall_s",
+        "machine",
+        "versions",
+        "timestamp",
+        "targets",
+        "load",
+    ):
         assert key in result, key
     assert result["scenario"] == "one_shot"
     assert result["spark_job_s"] is None and result["dag_wall_s"] is None  # skipped stages: null
@@ -101,8 +133,21 @@ def test_cleanup_left_no_bench_topic_or_index(bench_run):
 def test_report_renders_table_with_load_mark_and_png(bench_run, project_root):
     doc, png = bench_run["tmp"] / "benchmarks.md", bench_run["tmp"] / "benchmarks.png"
     doc.write_text("# Benchmarks\n\nhand-written intro\n")
-    subprocess.run([sys.executable, "-m", "bench.report", "--results-dir",
-                    str(bench_run["results_dir"]), "--doc", str(doc), "--png", str(png)], check=True, cwd=project_root)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.report",
+            "--results-dir",
+            str(bench_run["results_dir"]),
+            "--doc",
+            str(doc),
+            "--png",
+            str(png),
+        ],
+        check=True,
+        cwd=project_root,
+    )
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nhand-written intro\n")
     probe = bench_run["result"]["machine"]["speed_probe"]

@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.daily import DailyScenario, build
-from ecommerce_profiles import lake
-from ecommerce_profiles.inputs import DROP_COMPLETE_MARKER
-from ecommerce_profiles.spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
-from ecommerce_profiles.spark_jobs.profile_transforms import ARCHIVE_SCHEMA, EVENT_DATE
+from ecommerce_profiles.core import lake
+from ecommerce_profiles.core.inputs import DROP_COMPLETE_MARKER
+from spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
+from spark_jobs.profile_transforms import ARCHIVE_SCHEMA, EVENT_DATE
 
 SCENARIO = DailyScenario(archive_days=4, daily_events=300, seed=7, late_share=0.1, redelivered_share=0.05)
 # Spark SQL type -> the Parquet logical type Spark writes for it (pyarrow's rendering)
@@ -102,8 +102,10 @@ def test_the_drop_and_the_expected_counts(built):
     assert days[SCENARIO.run_date] > 0 and days[last_archived] > 0  # its day and the late events
     assert len(drop) == meta["drop_rows"]
     table = ds.dataset(built["dir"] / "lake" / lake.ARCHIVE_PREFIX, format="parquet", partitioning="hive").to_table()
-    archived_keys = {(t.strftime("%Y-%m-%d %H:%M:%S UTC"), u, s or "")
-                     for t, u, s in zip(*(table.column(c).to_pylist() for c in ("event_time", "user_id", "user_session")))}
+    archived_keys = {
+        (t.strftime("%Y-%m-%d %H:%M:%S UTC"), u, s or "")
+        for t, u, s in zip(*(table.column(c).to_pylist() for c in ("event_time", "user_id", "user_session")))
+    }
     again = {r for r in drop if (r[0], int(r[7]), r[8]) in archived_keys}
     expected = meta["expected"]
     assert expected["already_archived_by_other_batches"] == len(again) > 0

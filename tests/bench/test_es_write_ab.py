@@ -3,8 +3,8 @@
 import pytest
 
 from bench import es_write_ab
-from ecommerce_profiles.schemas import ES_PROFILE_SHARDS, es_mapping
-from ecommerce_profiles.spark_jobs.spark_conf import es_write_options
+from ecommerce_profiles.core.schemas import ES_PROFILE_SHARDS, es_mapping
+from spark_jobs.spark_conf import es_write_options
 
 
 def test_as_job_writes_with_the_jobs_own_index_body_and_options():
@@ -28,11 +28,14 @@ def test_generated_ids_drop_the_id_option_only():
     assert {k: v for k, v in job.items() if k != "es.mapping.id"} == options
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--profiles", "s3a://b/p", "--variants", "two_shards,nine_shards"], "unknown variant"),
-    (["--from-csv", "x.csv", "--copies", "0"], "at least 1"),
-    (["--variants", "two_shards"], "one of the arguments --profiles --from-csv is required"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--profiles", "s3a://b/p", "--variants", "two_shards,nine_shards"], "unknown variant"),
+        (["--from-csv", "x.csv", "--copies", "0"], "at least 1"),
+        (["--variants", "two_shards"], "one of the arguments --profiles --from-csv is required"),
+    ],
+)
 def test_bad_arguments_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
         es_write_ab.parse_args(argv)

@@ -15,7 +15,7 @@ def topic_with_records(stack):
 
     from bench import services
     from ecommerce_profiles.connections import kafka_config_from_env
-    from ecommerce_profiles.spark_jobs.spark_conf import offsets_json
+    from spark_jobs.spark_conf import offsets_json
 
     topic = f"bench_floor_{uuid.uuid4().hex[:8]}"
     partitions = services.create_topic(topic)
@@ -26,8 +26,12 @@ def topic_with_records(stack):
     # the range stops short of the last 10 records of partition 0
     ending = {p: sum(1 for i in range(250) if i % len(partitions) == p) for p in partitions}
     ending[0] -= 10
-    yield {"topic": topic, "starting_offsets": offsets_json(topic, dict.fromkeys(partitions, 0)),
-           "ending_offsets": offsets_json(topic, ending), "expected": 240}
+    yield {
+        "topic": topic,
+        "starting_offsets": offsets_json(topic, dict.fromkeys(partitions, 0)),
+        "ending_offsets": offsets_json(topic, ending),
+        "expected": 240,
+    }
     services.delete_topics([topic])
 
 
@@ -35,8 +39,9 @@ def test_floor_counts_the_offset_range_and_refuses_a_wrong_count(topic_with_reco
     from bench import stages
 
     offsets = topic_with_records
-    out = stages.stage_spark_floor(topic=offsets["topic"], offsets=offsets, expected=offsets["expected"],
-                                   log_dir=tmp_path)
+    out = stages.stage_spark_floor(
+        topic=offsets["topic"], offsets=offsets, expected=offsets["expected"], log_dir=tmp_path
+    )
     assert out["spark_floor_s"] > 0 and out["spark_floor_startup_s"] > 0
     assert out["spark_floor_kafka_count_s"] > 0
     assert set(out["spark_floor_thread_cpu_s"]) >= {"spark_tasks", "jit_c2"}

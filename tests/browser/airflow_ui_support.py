@@ -74,8 +74,11 @@ class PrivateAirflow:
     def start(self, timeout: float = 300) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            ["bash", str(AIRFLOW_SCRIPT), "start"], env=self.env, cwd=PROJECT_ROOT,
-            stdout=(self.log.parent / "airflow_local.out").open("w"), stderr=subprocess.STDOUT,
+            ["bash", str(AIRFLOW_SCRIPT), "start"],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            stdout=(self.log.parent / "airflow_local.out").open("w"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,7 +96,9 @@ class PrivateAirflow:
             health = self.get("/api/v2/monitor/health", auth=False, attempts=1)
         except (OSError, urllib.error.URLError, ValueError):
             return False
-        return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
+        return all(
+            health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor")
+        )
 
     def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
         """Until the DAG processor has parsed the DAG; fails with the import errors otherwise."""
@@ -112,8 +117,15 @@ class PrivateAirflow:
     def stop(self) -> float:
         """`scripts/airflow_local.sh stop`; returns the seconds it took. Leaves no process behind."""
         started = time.monotonic()
-        subprocess.run(["bash", str(AIRFLOW_SCRIPT), "stop"], env=self.env, cwd=PROJECT_ROOT,
-                       capture_output=True, text=True, timeout=120, check=False)
+        subprocess.run(
+            ["bash", str(AIRFLOW_SCRIPT), "stop"],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if self.process is not None:
             try:
                 self.process.wait(timeout=30)
@@ -126,8 +138,11 @@ class PrivateAirflow:
     def token(self) -> str:
         if self._token is None:
             request = urllib.request.Request(
-                f"{self.url}/auth/token", method="POST", headers={"Content-Type": "application/json"},
-                data=json.dumps({"username": "admin", "password": self.password}).encode())
+                f"{self.url}/auth/token",
+                method="POST",
+                headers={"Content-Type": "application/json"},
+                data=json.dumps({"username": "admin", "password": self.password}).encode(),
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
                 self._token = json.load(response)["access_token"]
         return self._token
@@ -137,7 +152,9 @@ class PrivateAirflow:
         headers = {"Authorization": f"Bearer {self.token()}"} if auth else {}
         for attempt in range(1, attempts + 1):
             try:
-                with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers), timeout=60) as response:
+                with urllib.request.urlopen(
+                    urllib.request.Request(self.url + path, headers=headers), timeout=60
+                ) as response:
                     body = response.read().decode()
                 break
             except TimeoutError:
@@ -153,10 +170,16 @@ class PrivateAirflow:
         for ti in tis:
             if ti["state"] in ("failed", "upstream_failed", "up_for_retry") and ti.get("try_number"):
                 try:
-                    entries = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{ti['task_id']}"
-                                       f"/logs/{ti['try_number']}?full_content=true")["content"]
-                    text = [f"{entry.get('timestamp', '')} {entry.get('level', '')} {entry.get('event', '')}"
-                            if isinstance(entry, dict) else str(entry) for entry in entries]
+                    entries = self.get(
+                        f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{ti['task_id']}"
+                        f"/logs/{ti['try_number']}?full_content=true"
+                    )["content"]
+                    text = [
+                        f"{entry.get('timestamp', '')} {entry.get('level', '')} {entry.get('event', '')}"
+                        if isinstance(entry, dict)
+                        else str(entry)
+                        for entry in entries
+                    ]
                 except (OSError, urllib.error.HTTPError, KeyError) as err:
                     text = [f"(log not available: {err})"]
                 lines += [f"----- {ti['task_id']} try {ti['try_number']} -----", *text[-log_lines:]]
@@ -170,7 +193,10 @@ def chromium_page(profile_dir: Path, width: int = 1440, height: int = 900) -> It
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile_dir), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            str(profile_dir),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
             viewport={"width": width, "height": height},
         )
         try:

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import expect
 
 from bench import services
-from ecommerce_profiles.generator import write_events_csv
+from bench.generator import write_events_csv
 from tests.stack.stack_cli import unused_port
 from tests.support.pipeline import remove_pipeline_resources
 

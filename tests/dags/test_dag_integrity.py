@@ -8,8 +8,18 @@ from datetime import timedelta
 import pytest
 
 DAG_ID = "ecommerce_customer_profiles"
-CHAIN = ["plan_run", "wait_for_input", "validate_events", "produce_events", "create_profile_index",
-         "build_profiles", "publish_profiles", "import_kibana_objects", "summarise_run", "clean_up_run"]
+CHAIN = [
+    "plan_run",
+    "wait_for_input",
+    "validate_events",
+    "produce_events",
+    "create_profile_index",
+    "build_profiles",
+    "publish_profiles",
+    "import_kibana_objects",
+    "summarise_run",
+    "clean_up_run",
+]
 
 
 @pytest.fixture(scope="module")

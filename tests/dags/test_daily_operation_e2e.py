@@ -19,18 +19,25 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce_profiles.generator import write_events_csv
-from ecommerce_profiles.inputs import DROP_COMPLETE_MARKER
-from ecommerce_profiles.profile_index import profile_indices
-
-from tests.support.pipeline import alias_docs, distinct_valid_rows, expected_profiles, lake_json, lake_keys, lake_rows, make_pipeline
+from bench.generator import write_events_csv
+from ecommerce_profiles.core.inputs import DROP_COMPLETE_MARKER
+from ecommerce_profiles.core.profile_index import profile_indices
+from tests.support.pipeline import (
+    alias_docs,
+    distinct_valid_rows,
+    expected_profiles,
+    lake_json,
+    lake_keys,
+    lake_rows,
+    make_pipeline,
+)
 
 # October 2019: the sibling REES46 datasets' dates, before the DAG's old start_date (runs then had no tasks).
 FIRST_DAY = date(2019, 10, 1)
 DAYS = [(FIRST_DAY + timedelta(days=i)).isoformat() for i in range(7)]
 RUN_ORDER = [DAYS[0], DAYS[1], DAYS[2], DAYS[2], DAYS[4], DAYS[3], DAYS[5], DAYS[6]]
 EVENTS = 8_400
-LATE_SHARE = 0.10        # of a day's events, delivered 1 (mostly) or 2 drops later
+LATE_SHARE = 0.10  # of a day's events, delivered 1 (mostly) or 2 drops later
 REDELIVERED_SHARE = 0.015  # of a drop, copies of rows an earlier drop delivered
 
 
@@ -105,8 +112,12 @@ def test_profiles_behind_the_alias_equal_a_recomputation_over_all_distinct_event
     for user, want in expected.items():
         doc = docs[user]
         got = {k: doc[k] for k in ("views", "carts", "purchases", "events")}
-        if got != {k: want[k] for k in got} or abs(doc["revenue"] - want["revenue"]) > 1e-6 \
-                or doc["last_seen"][:10] != want["last"] or doc["snapshot_date"] != DAYS[-1]:
+        if (
+            got != {k: want[k] for k in got}
+            or abs(doc["revenue"] - want["revenue"]) > 1e-6
+            or doc["last_seen"][:10] != want["last"]
+            or doc["snapshot_date"] != DAYS[-1]
+        ):
             wrong.append((user, got, want))
     assert not wrong, f"{len(wrong)} of {len(expected)} users wrong, e.g. {wrong[:3]}"
 
@@ -116,8 +127,17 @@ def test_the_lake_holds_every_distinct_event_exactly_once(week):
     rows = distinct_valid_rows(sorted(pipeline.data_dir.glob("incoming/*/events.csv")))
     archived = lake_rows(pipeline.bucket, "raw/events/")
     assert len(archived) == len(rows)
-    keys = {(r["event_time"].strftime("%Y-%m-%d %H:%M:%S UTC"), r["event_type"], r["product_id"], r["user_id"],
-             r["user_session"], str(r["price"])) for r in archived}
+    keys = {
+        (
+            r["event_time"].strftime("%Y-%m-%d %H:%M:%S UTC"),
+            r["event_type"],
+            r["product_id"],
+            r["user_id"],
+            r["user_session"],
+            str(r["price"]),
+        )
+        for r in archived
+    }
     assert len(keys) == len(archived), "an event is archived twice"
     # Late events sit in their own event date, in the batch of the drop that delivered them.
     batches = {(r["event_date"], r["batch"]) for r in archived}
@@ -148,7 +168,10 @@ def test_staging_is_empty_and_every_run_kept_its_evidence(week):
     assert latest["evidence"].rsplit("/", 1)[1] in runs
     assert latest["rows_read"] == latest["rows_accepted"] + latest["rows_quarantined"]
     # the rerun found all of its events already archived by itself: nothing new, nothing lost
-    assert latest["events_archived"] + latest["already_archived"] + latest["duplicates_in_run"] == latest["events_produced"]
+    assert (
+        latest["events_archived"] + latest["already_archived"] + latest["duplicates_in_run"]
+        == latest["events_produced"]
+    )
 
 
 def test_each_run_carried_the_previous_snapshot_forward_only_when_the_archive_allowed(week):
@@ -160,14 +183,15 @@ def test_each_run_carried_the_previous_snapshot_forward_only_when_the_archive_al
         summary = lake_json(pipeline.bucket, key)
         build = summary["profile_build"]
         built.setdefault(summary["snapshot_date"], []).append(
-            (build["mode"], build["previous_snapshot"] if build["mode"] == "incremental" else None))
+            (build["mode"], build["previous_snapshot"] if build["mode"] == "incremental" else None)
+        )
     d1, d2, d3, d4, d5, d6, d7 = DAYS
     assert built == {
-        d1: [("full", None)],                       # nothing before it
+        d1: [("full", None)],  # nothing before it
         d2: [("incremental", d1)],
         d3: [("incremental", d2), ("incremental", d2)],  # the rerun replaces a batch D2 never held
-        d5: [("incremental", d3)],                  # D4 not run yet: D3 is the latest snapshot
-        d4: [("full", None)],                       # D5's late events of D3 changed the archive up to D3
-        d6: [("full", None)],                       # D4's late events changed the archive up to D5
+        d5: [("incremental", d3)],  # D4 not run yet: D3 is the latest snapshot
+        d4: [("full", None)],  # D5's late events of D3 changed the archive up to D3
+        d6: [("full", None)],  # D4's late events changed the archive up to D5
         d7: [("incremental", d6)],
     }

@@ -13,12 +13,12 @@ import csv
 import io
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
 
-from ecommerce_profiles.generator import write_events_csv
+from bench.generator import write_events_csv
 from tests.support.pipeline import elasticsearch, make_pipeline, s3
 
 RUN_DATE = "2020-11-17"
@@ -46,7 +46,7 @@ def _expected_from_csv(path):
             if len(row) != 9 or key in seen or row[1] not in {"view", "cart", "purchase", "remove_from_cart"}:
                 continue
             try:
-                when = datetime.strptime(row[0], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=timezone.utc)
+                when = datetime.strptime(row[0], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
                 user, price = int(row[7]), float(row[6])
             except ValueError:
                 continue
@@ -64,8 +64,12 @@ def _expected_from_csv(path):
 
 
 def _lake_table(s3, bucket, prefix):
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", []) if o["Key"].endswith(".parquet")]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+        if o["Key"].endswith(".parquet")
+    ]
     tables = [pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=k)["Body"].read())) for k in keys]
     rows = [r for t in tables for r in t.to_pylist()]
     columns = tables[0].schema.names if tables else []
@@ -129,7 +133,8 @@ def test_lake_holds_archive_and_snapshot(dag_run, first_run):
     keys, rows, columns = _lake_table(s3, bucket, "profiles/")
     assert keys and all(f"snapshot_date={RUN_DATE}/" in k for k in keys)
     assert len(rows) == len(expected)
-    from ecommerce_profiles.schemas import PROFILE_COLUMNS
+    from ecommerce_profiles.core.schemas import PROFILE_COLUMNS
+
     assert set(columns) | {"snapshot_date"} == set(PROFILE_COLUMNS)
 
 
@@ -138,13 +143,15 @@ def test_quarantine_holds_planted_rows_with_reasons(dag_run, first_run):
     prefix = f"runs/run_date={RUN_DATE}/"
     objects = s3.list_objects_v2(Bucket=env["MINIO_BUCKET"], Prefix=prefix).get("Contents", [])
     names = {o["Key"].rsplit("/", 1)[1]: o["Key"] for o in objects}
-    assert {"quarantine.csv", "validation_report.json", "spark_summary.json", "run_summary.json", "latest.json"} <= set(names)
+    assert {"quarantine.csv", "validation_report.json", "spark_summary.json", "run_summary.json", "latest.json"} <= set(
+        names
+    )
     report = json.loads(s3.get_object(Bucket=env["MINIO_BUCKET"], Key=names["validation_report.json"])["Body"].read())
     assert report["rows_read"] == report["rows_accepted"] + report["rows_quarantined"]
     quarantine_keys = [k for n, k in names.items() if n.endswith(".csv")]
     assert quarantine_keys
     body = "".join(s3.get_object(Bucket=env["MINIO_BUCKET"], Key=k)["Body"].read().decode() for k in quarantine_keys)
-    for line, rule in BAD_ROWS:
+    for _line, rule in BAD_ROWS:
         matching = [r for r in csv.DictReader(io.StringIO(body)) if r["rule"] == rule]
         assert matching, f"no quarantined row with rule {rule}"
 
@@ -159,7 +166,10 @@ def test_second_run_of_the_same_date_changes_nothing(dag_run, first_run):
     assert after[1] == before[1]
     indices = es.indices.get(index=f"{alias}-*")
     assert len(indices) == 1, f"a rerun must leave one index per date, found {sorted(indices)}"
-    runs = {o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/run_date={RUN_DATE}/run=")["Contents"]}
+    runs = {
+        o["Key"].split("/")[2]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/run_date={RUN_DATE}/run=")["Contents"]
+    }
     assert len(runs) == 2, f"each run keeps its own evidence: {runs}"
     assert not any((dag_run["csv"].parents[1] / "staging").rglob("*")), "staging left behind"
 

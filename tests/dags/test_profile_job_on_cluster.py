@@ -16,10 +16,10 @@ import subprocess
 import pyarrow.parquet as pq
 import pytest
 
-from ecommerce_profiles.generator import write_events_csv
-from ecommerce_profiles.schemas import PROFILE_COLUMNS
-from ecommerce_profiles.spark_jobs.profile_transforms import build_profiles, dedupe_events, read_events_csv
-from tests.support.pipeline import PROJECT_ROOT, lake_keys, lake_json, make_pipeline, s3
+from bench.generator import write_events_csv
+from ecommerce_profiles.core.schemas import PROFILE_COLUMNS
+from spark_jobs.profile_transforms import build_profiles, dedupe_events, read_events_csv
+from tests.support.pipeline import PROJECT_ROOT, lake_json, lake_keys, make_pipeline, s3
 
 SNAPSHOT = "2020-10-03"
 INPUT = "cluster/events.csv"
@@ -39,7 +39,8 @@ def cluster_run(cluster, tmp_path_factory):
     source.parent.mkdir(parents=True)
     write_events_csv(source, 4_000, seed=21, start="2020-10-01", end=SNAPSHOT, n_users=400)
     pipeline.env["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps(
-        {"conn_type": "spark", "host": cluster, "port": 7077, "extra": {"deploy-mode": "client"}})
+        {"conn_type": "spark", "host": cluster, "port": 7077, "extra": {"deploy-mode": "client"}}
+    )
     log = pipeline.dags_test(SNAPSHOT, conf={"input_path": INPUT})
     yield {"pipeline": pipeline, "source": source, "log": log}
     pipeline.remove()
@@ -60,7 +61,9 @@ def test_the_job_ran_on_the_cluster_not_locally(cluster_run):
 
 def test_cluster_profiles_equal_local_profiles(cluster_run, spark):
     pipeline = cluster_run["pipeline"]
-    summary = lake_json(pipeline.bucket, next(k for k in lake_keys(pipeline.bucket, "runs/") if k.endswith("spark_summary.json")))
+    summary = lake_json(
+        pipeline.bucket, next(k for k in lake_keys(pipeline.bucket, "runs/") if k.endswith("spark_summary.json"))
+    )
     local = build_profiles(dedupe_events(read_events_csv(spark, str(cluster_run["source"]))), SNAPSHOT)
     expected = {r["user_id"]: r for r in (row.asDict() for row in local.select(*PROFILE_COLUMNS).collect())}
     got = {r["user_id"]: r for r in _snapshot_rows(pipeline.bucket)}

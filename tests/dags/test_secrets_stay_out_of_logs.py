@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +41,7 @@ secret = [line.split(" ", 1)[1] for line in record.get("properties", "").splitli
 print("fake spark-submit read spark.hadoop.fs.s3a.secret.key=" + (secret[0] if secret else "?"))
 '''
 
-PROBE = r'''
+PROBE = r"""
 import logging
 import sys
 
@@ -64,7 +63,7 @@ for conn_id in ("minio_default", "elasticsearch_default"):
     conn = BaseHook.get_connection(conn_id)
     log.info("probe: connection %s password is %s", conn_id, conn.password)
     log.info("probe: connection %s as a URI: %s", conn_id, conn.get_uri())
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +75,42 @@ def probe(tmp_path_factory) -> dict:
     fake.write_text(FAKE_SPARK_SUBMIT.replace("{python}", sys.executable))
     fake.chmod(0o755)
     record_file = root / "spark-submit.json"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SPARK_SUBMIT_LOG": str(record_file),
-           "AIRFLOW_HOME": str(root / "airflow")}
-    result = subprocess.run([sys.executable, "-c", PROBE, str(root / "customer_profiles.py")], env=env,
-                            capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_SPARK_SUBMIT_LOG": str(record_file),
+        "AIRFLOW_HOME": str(root / "airflow"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(root / "customer_profiles.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    properties_file = next(line.split("=", 1)[1] for line in result.stderr.splitlines() if line.startswith("PROPERTIES_FILE="))
-    return {"log": result.stdout + result.stderr, "record": json.loads(record_file.read_text()),
-            "properties_file": Path(properties_file)}
+    properties_file = next(
+        line.split("=", 1)[1] for line in result.stderr.splitlines() if line.startswith("PROPERTIES_FILE=")
+    )
+    return {
+        "log": result.stdout + result.stderr,
+        "record": json.loads(record_file.read_text()),
+        "properties_file": Path(properties_file),
+    }
 
 
 def secrets() -> dict[str, str]:
     """Every secret of .env and of the connections the operator reads."""
-    values = {key: os.environ[key] for key in ("MINIO_PIPELINE_PASSWORD", "ELASTICSEARCH_PASSWORD",
-                                               "MINIO_ROOT_PASSWORD", "ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD")}
+    values = {
+        key: os.environ[key]
+        for key in (
+            "MINIO_PIPELINE_PASSWORD",
+            "ELASTICSEARCH_PASSWORD",
+            "MINIO_ROOT_PASSWORD",
+            "ELASTIC_PASSWORD",
+            "KIBANA_SYSTEM_PASSWORD",
+        )
+    }
     for key in ("AIRFLOW_CONN_MINIO_DEFAULT", "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"):
         values[key] = json.loads(os.environ[key])["password"]
     return values

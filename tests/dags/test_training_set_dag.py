@@ -45,7 +45,11 @@ def dag(project_root):
 
 def test_scheduled_on_the_profile_snapshot_asset(dag):
     assert dag.schedule == [PROFILE_SNAPSHOT_ASSET]
-    assert [t.task_id for t in dag.topological_sort()] == ["choose_snapshot_dates", "check_labels_complete", "build_training_set"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "choose_snapshot_dates",
+        "check_labels_complete",
+        "build_training_set",
+    ]
     build = dag.get_task("build_training_set")
     assert type(build).__name__ == "MappedOperator" and build.operator_class.__name__ == "TrainingSetSubmitOperator"
     assert build.partial_kwargs["application"].endswith("spark_jobs/training_set.py")
@@ -58,8 +62,12 @@ def test_params_are_valid_as_the_trigger_form_opens(dag):
     from airflow.sdk.exceptions import ParamValidationError
 
     assert dag.params.validate() == {"snapshot_date": None, "purchase_horizon_days": 7, "revenue_horizon_days": 30}
-    for bad in ({"purchase_horizon_days": 0}, {"revenue_horizon_days": 400}, {"snapshot_date": "10/10/2020"},
-                {"purchase_horizon_days": None}):
+    for bad in (
+        {"purchase_horizon_days": 0},
+        {"revenue_horizon_days": 400},
+        {"snapshot_date": "10/10/2020"},
+        {"purchase_horizon_days": None},
+    ):
         params = ParamsDict({k: v for k, v in dag.params.items()})
         with pytest.raises(ParamValidationError):
             for key, value in bad.items():
@@ -69,9 +77,15 @@ def test_params_are_valid_as_the_trigger_form_opens(dag):
 
 def test_the_snapshot_date_comes_from_the_param_or_the_trigger_minus_the_longest_horizon(module):
     assert module.plan_snapshot_dates("2020-10-10", ["2020-12-01"], 30) == {
-        "source": "param", "snapshot_dates": ["2020-10-10"], "triggered_by": []}
+        "source": "param",
+        "snapshot_dates": ["2020-10-10"],
+        "triggered_by": [],
+    }
     assert module.plan_snapshot_dates(None, ["2020-11-09", "2020-11-10", "2020-11-10"], 30) == {
-        "source": "asset", "snapshot_dates": ["2020-10-10", "2020-10-11"], "triggered_by": ["2020-11-09", "2020-11-10"]}
+        "source": "asset",
+        "snapshot_dates": ["2020-10-10", "2020-10-11"],
+        "triggered_by": ["2020-11-09", "2020-11-10"],
+    }
     assert module.plan_snapshot_dates(None, [], 30)["source"] == "latest"
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -83,15 +97,22 @@ def test_triggering_asset_events_are_read_through_airflows_accessor(module):
     from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
 
     def event(asset, extra):
-        return SimpleNamespace(asset=SimpleNamespace(name=asset.name, uri=asset.uri), extra=extra, source_aliases=[],
-                               source_dag_id="ecommerce_customer_profiles", source_task_id="publish_profiles")
+        return SimpleNamespace(
+            asset=SimpleNamespace(name=asset.name, uri=asset.uri),
+            extra=extra,
+            source_aliases=[],
+            source_dag_id="ecommerce_customer_profiles",
+            source_task_id="publish_profiles",
+        )
 
-    accessor = TriggeringAssetEventsAccessor.build([
-        event(PROFILE_SNAPSHOT_ASSET, {"snapshot_date": "2020-11-10", "profiles": 5}),
-        event(PROFILE_SNAPSHOT_ASSET, {"snapshot_date": "2020-11-09"}),
-        event(PROFILE_SNAPSHOT_ASSET, {"profiles": 5}),  # no date: logged, ignored
-        event(TRAINING_SET_ASSET, {"snapshot_date": "2019-01-01"}),  # another asset: ignored
-    ])
+    accessor = TriggeringAssetEventsAccessor.build(
+        [
+            event(PROFILE_SNAPSHOT_ASSET, {"snapshot_date": "2020-11-10", "profiles": 5}),
+            event(PROFILE_SNAPSHOT_ASSET, {"snapshot_date": "2020-11-09"}),
+            event(PROFILE_SNAPSHOT_ASSET, {"profiles": 5}),  # no date: logged, ignored
+            event(TRAINING_SET_ASSET, {"snapshot_date": "2019-01-01"}),  # another asset: ignored
+        ]
+    )
     assert module.triggered_snapshot_dates(accessor) == ["2020-11-09", "2020-11-10"]
     assert module.triggered_snapshot_dates(None) == []
 
@@ -107,7 +128,9 @@ def test_only_snapshots_with_a_complete_label_window_and_history_are_built(modul
     assert module.ready_snapshot_dates({"source": "latest", "snapshot_dates": []}, archive, 7, 30)[0] == ["2020-10-10"]
     assert module.ready_snapshot_dates({"source": "latest", "snapshot_dates": []}, archive, 7, 14)[0] == ["2020-10-26"]
     assert module.ready_snapshot_dates({"source": "latest", "snapshot_dates": []}, [], 7, 30) == (
-        [], ["the event archive is empty: nothing to build"])
+        [],
+        ["the event archive is empty: nothing to build"],
+    )
 
 
 def test_the_job_arguments_name_dates_and_places_never_a_credential(module):
@@ -121,20 +144,39 @@ def test_the_job_arguments_name_dates_and_places_never_a_credential(module):
 
 
 # ------------------------------------------------------------------------------ end to end --
-ARROW_EVENT_SCHEMA = pa.schema([
-    ("event_time", pa.timestamp("us", tz="UTC")), ("event_type", pa.string()), ("product_id", pa.int64()),
-    ("category_id", pa.int64()), ("category_code", pa.string()), ("brand", pa.string()),
-    ("price", pa.float64()), ("user_id", pa.int64()), ("user_session", pa.string()),
-])
+ARROW_EVENT_SCHEMA = pa.schema(
+    [
+        ("event_time", pa.timestamp("us", tz="UTC")),
+        ("event_type", pa.string()),
+        ("product_id", pa.int64()),
+        ("category_id", pa.int64()),
+        ("category_code", pa.string()),
+        ("brand", pa.string()),
+        ("price", pa.float64()),
+        ("user_id", pa.int64()),
+        ("user_session", pa.string()),
+    ]
+)
 FIRST = dt.date(2020, 10, 1)
 S = dt.date(2020, 10, 2)  # with the 7/30-day defaults the archive must reach 2020-11-01
 
 
 def _archive_rows(day: dt.date) -> list[dict]:
     """User 1 views every day and buys 10.00 on S+1 and S+30; user 2 only views, on S."""
-    when = dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.timezone.utc)
-    rows = [dict(event_time=when, event_type="view", product_id=1, category_id=9, category_code=None, brand=None,
-                 price=10.0, user_id=1, user_session=f"s{day}")]
+    when = dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC)
+    rows = [
+        dict(
+            event_time=when,
+            event_type="view",
+            product_id=1,
+            category_id=9,
+            category_code=None,
+            brand=None,
+            price=10.0,
+            user_id=1,
+            user_session=f"s{day}",
+        )
+    ]
     if day in (S + dt.timedelta(days=1), S + dt.timedelta(days=30)):
         rows.append({**rows[0], "event_type": "purchase"})
     if day == S:
@@ -153,8 +195,11 @@ def pipeline(stack, tmp_path_factory):
         day = FIRST + dt.timedelta(days=n)
         buffer = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(_archive_rows(day), schema=ARROW_EVENT_SCHEMA), buffer)
-        client.put_object(Bucket=env["MINIO_BUCKET"], Key=f"raw/events/event_date={day}/batch=drop-{day}/part-00000.parquet",
-                          Body=buffer.getvalue())
+        client.put_object(
+            Bucket=env["MINIO_BUCKET"],
+            Key=f"raw/events/event_date={day}/batch=drop-{day}/part-00000.parquet",
+            Body=buffer.getvalue(),
+        )
     yield env
     services.delete_bucket(env["MINIO_BUCKET"])
 
@@ -168,8 +213,12 @@ def _dags_test(env: dict, conf: dict) -> tuple[int, str]:
 def _run_states(env: dict, state: str | None = None) -> dict[str, str]:
     """Task states of the DAG's latest run in the private Airflow DB (optionally only ``state``)."""
     with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as con:
-        run_id = con.execute("SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)).fetchone()[0]
-        rows = con.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (DAG_ID, run_id)).fetchall()
+        run_id = con.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+        ).fetchone()[0]
+        rows = con.execute(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (DAG_ID, run_id)
+        ).fetchall()
     return {task: s for task, s in rows if state is None or s == state}
 
 
@@ -177,8 +226,11 @@ def test_a_manual_run_builds_the_set_and_emits_the_asset_event(pipeline):
     from tests.support.pipeline import lake_json, lake_rows
 
     code, log = _dags_test(pipeline, {"snapshot_date": S.isoformat()})
-    assert code == 0 and _run_states(pipeline) == {"build_training_set": "success", "check_labels_complete": "success",
-                                                   "choose_snapshot_dates": "success"}, log[-8000:]
+    assert code == 0 and _run_states(pipeline) == {
+        "build_training_set": "success",
+        "check_labels_complete": "success",
+        "choose_snapshot_dates": "success",
+    }, log[-8000:]
     assert os.environ["MINIO_ROOT_PASSWORD"] not in log  # the keys went through the properties file
     assert "--properties-file" in log
 
@@ -191,10 +243,17 @@ def test_a_manual_run_builds_the_set_and_emits_the_asset_event(pipeline):
 
     db = Path(pipeline["AIRFLOW_HOME"]) / "airflow.db"
     with sqlite3.connect(db) as con:
-        extras = [json.loads(e) for (e,) in con.execute(
-            "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = ?", (TRAINING_SET_ASSET.name,))]
-        labels = con.execute("SELECT rendered_map_index FROM task_instance WHERE dag_id = ? AND task_id = ?",
-                             (DAG_ID, "build_training_set")).fetchall()
+        extras = [
+            json.loads(e)
+            for (e,) in con.execute(
+                "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = ?",
+                (TRAINING_SET_ASSET.name,),
+            )
+        ]
+        labels = con.execute(
+            "SELECT rendered_map_index FROM task_instance WHERE dag_id = ? AND task_id = ?",
+            (DAG_ID, "build_training_set"),
+        ).fetchall()
     assert labels == [(S.isoformat(),)]  # the mapped task is named after its snapshot date in the UI
     assert extras and extras[-1]["snapshot_date"] == S.isoformat() and extras[-1]["rows"] == 2
     assert extras[-1]["uri"] == f"s3://{pipeline['MINIO_BUCKET']}/training_sets/snapshot_date={S}"

@@ -26,7 +26,9 @@ def env() -> dict[str, str]:
     return checks.read_env_file(ENV_FILE)
 
 
-def broken_copy(tmp_path: Path, replace: tuple[str, str] | None = None, env_replace: tuple[str, str] | None = None) -> tuple[Path, Path]:
+def broken_copy(
+    tmp_path: Path, replace: tuple[str, str] | None = None, env_replace: tuple[str, str] | None = None
+) -> tuple[Path, Path]:
     """docker-compose.yaml and .env copied to tmp_path, with one text replacement each."""
     compose_text, env_text = COMPOSE.read_text(), ENV_FILE.read_text()
     for text_name, change in (("compose", replace), ("env", env_replace)):
@@ -55,7 +57,9 @@ def test_compose_file_is_valid_for_the_compose_cli():
 
 def test_compose_cli_rejects_a_file_that_breaks_the_specification(tmp_path):
     # `intervall` is not a healthcheck attribute: the Compose schema forbids unknown keys.
-    compose, env_file = broken_copy(tmp_path, ("      interval: 10s\n      retries: 5\n", "      intervall: 10s\n      retries: 5\n"))
+    compose, env_file = broken_copy(
+        tmp_path, ("      interval: 10s\n      retries: 5\n", "      intervall: 10s\n      retries: 5\n")
+    )
     problems = checks.check_compose_config(compose, env_file)
     assert problems and "intervall" in problems[0]
 
@@ -91,8 +95,11 @@ def test_dependencies_wait_for_health_or_completion(model):
 
 
 def test_a_dependency_on_a_mere_start_or_an_unhealthy_target_is_reported(tmp_path):
-    broken = broken_model(tmp_path, "      kafka:\n        condition: service_healthy\n    restart: \"no\"",
-                          "      kafka:\n        condition: service_started\n    restart: \"no\"")
+    broken = broken_model(
+        tmp_path,
+        '      kafka:\n        condition: service_healthy\n    restart: "no"',
+        '      kafka:\n        condition: service_started\n    restart: "no"',
+    )
     assert checks.check_depends_on(broken) == ["kafka-init: depends on kafka with condition 'service_started'"]
     no_health = json.loads(json.dumps(broken))
     no_health["services"]["kafka-init"]["depends_on"]["kafka"]["condition"] = "service_healthy"
@@ -103,11 +110,16 @@ def test_a_dependency_on_a_mere_start_or_an_unhealthy_target_is_reported(tmp_pat
 def test_airflow_waits_for_every_backing_service(model):
     depends = model["services"]["airflow-scheduler"]["depends_on"]
     for service, condition in {
-        "postgres": "service_healthy", "airflow-init": "service_completed_successfully",
-        "kafka-init": "service_completed_successfully", "minio-init": "service_completed_successfully",
-        "elasticsearch": "service_healthy", "es-init": "service_completed_successfully", "spark-worker": "service_healthy",
+        "postgres": "service_healthy",
+        "airflow-init": "service_completed_successfully",
+        "kafka-init": "service_completed_successfully",
+        "minio-init": "service_completed_successfully",
+        "elasticsearch": "service_healthy",
+        "es-init": "service_completed_successfully",
+        "spark-worker": "service_healthy",
         "preflight": "service_completed_successfully",
-        "airflow-apiserver": "service_healthy", "kibana": "service_healthy",
+        "airflow-apiserver": "service_healthy",
+        "kibana": "service_healthy",
     }.items():
         assert depends[service]["condition"] == condition, service
 
@@ -140,14 +152,19 @@ def test_every_variable_is_defined_in_env(env):
 
 def test_an_undefined_variable_is_reported(env):
     text = COMPOSE.read_text().replace("${KIBANA_PORT}:5601", "${KIBANA_HOST_PORT:-5601}:5601")
-    assert checks.check_variables_defined(text, env) == ["${KIBANA_HOST_PORT} is used in docker-compose.yaml but not defined in .env"]
+    assert checks.check_variables_defined(text, env) == [
+        "${KIBANA_HOST_PORT} is used in docker-compose.yaml but not defined in .env"
+    ]
 
 
 # ------------------------------------------------------------------------------------ ports --
 def test_host_ports_are_unique_and_come_from_env(model, env):
     assert checks.check_host_ports_unique(model) == []
-    published = {name: sorted(str(p["published"]) for p in s.get("ports") or [])
-                 for name, s in model["services"].items() if s.get("ports")}
+    published = {
+        name: sorted(str(p["published"]) for p in s.get("ports") or [])
+        for name, s in model["services"].items()
+        if s.get("ports")
+    }
     assert published == {
         "airflow-apiserver": [env["AIRFLOW_PORT"]],
         "airflow-scheduler": [env["SPARK_APP_UI_PORT"]],
@@ -161,7 +178,10 @@ def test_host_ports_are_unique_and_come_from_env(model, env):
 
 
 def test_spark_uis_are_remapped_away_from_airflow(model, env):
-    ports = {s: {str(p["target"]): str(p["published"]) for p in model["services"][s]["ports"]} for s in ("spark-master", "spark-worker")}
+    ports = {
+        s: {str(p["target"]): str(p["published"]) for p in model["services"][s]["ports"]}
+        for s in ("spark-master", "spark-worker")
+    }
     assert ports == {"spark-master": {"8080": "8082"}, "spark-worker": {"8081": "8083"}}
     assert env["AIRFLOW_PORT"] == "8080"
 
@@ -196,7 +216,11 @@ def test_a_connection_to_an_unknown_host_is_reported(tmp_path, env):
 
 
 def test_a_connection_whose_extra_settings_drift_from_env_is_reported(tmp_path, env):
-    broken = broken_model(tmp_path, '"extra": {"bootstrap.servers": "kafka:29092"}', '"extra": {"bootstrap.servers": "kafka:29092", "group.id": "x"}')
+    broken = broken_model(
+        tmp_path,
+        '"extra": {"bootstrap.servers": "kafka:29092"}',
+        '"extra": {"bootstrap.servers": "kafka:29092", "group.id": "x"}',
+    )
     problems = checks.check_container_view(broken, env)
     assert problems and all("AIRFLOW_CONN_KAFKA_DEFAULT extra keys" in p for p in problems)
 
@@ -234,12 +258,16 @@ def test_kafka_listeners_and_topic(model, env):
     kafka = model["services"]["kafka"]["environment"]
     assert "ZOOKEEPER" not in json.dumps(kafka).upper()
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert kafka["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka:29092,PLAINTEXT_HOST://localhost:{env['KAFKA_PORT']}"
+    assert (
+        kafka["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka:29092,PLAINTEXT_HOST://localhost:{env['KAFKA_PORT']}"
+    )
 
 
 def test_a_kafka_init_with_other_partitions_is_reported(tmp_path, env):
     broken = broken_model(tmp_path, '- "${KAFKA_TOPIC_PARTITIONS}"', '- "1"')
-    assert checks.check_kafka(broken, env) == [f"kafka-init: --partitions is not $KAFKA_TOPIC_PARTITIONS ({env['KAFKA_TOPIC_PARTITIONS']})"]
+    assert checks.check_kafka(broken, env) == [
+        f"kafka-init: --partitions is not $KAFKA_TOPIC_PARTITIONS ({env['KAFKA_TOPIC_PARTITIONS']})"
+    ]
 
 
 def test_minio_init_creates_the_env_bucket(model, env):
@@ -261,8 +289,13 @@ def test_elasticsearch_is_single_node_with_security_and_env_heap(model, env):
 def test_airflow_shape_follows_the_official_file():
     raw = yaml.safe_load(COMPOSE.read_text())
     assert "x-airflow-common" in raw
-    assert {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"} <= set(raw["services"])
+    assert {
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    } <= set(raw["services"])
     assert raw["x-airflow-common"]["user"] == "${AIRFLOW_UID:-50000}:0"
     mounts = {m.split(":")[0] for m in raw["x-airflow-common"]["volumes"]}
-    assert {"./dags", "./src", "./include", "./data"} <= mounts
-
+    assert {"./dags", "./plugins", "./spark_jobs", "./include", "./data"} <= mounts

@@ -16,8 +16,15 @@ import pytest
 from . import deploy_checks as checks
 from .test_compose import COMPOSE, ENV_FILE, ROOT, broken_copy, broken_model
 
-PASSWORD_KEYS = ["AIRFLOW_ADMIN_PASSWORD", "ELASTICSEARCH_PASSWORD", "ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD",
-                 "MINIO_PIPELINE_PASSWORD", "MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD"]
+PASSWORD_KEYS = [
+    "AIRFLOW_ADMIN_PASSWORD",
+    "ELASTICSEARCH_PASSWORD",
+    "ELASTIC_PASSWORD",
+    "KIBANA_SYSTEM_PASSWORD",
+    "MINIO_PIPELINE_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "POSTGRES_PASSWORD",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +57,10 @@ def test_a_port_published_on_every_address_is_reported(tmp_path, env):
     (tmp_path / ".env").write_text(ENV_FILE.read_text())
     broken = checks.load_compose_model(compose, tmp_path / ".env")
     problems = checks.check_ports_loopback(text, broken, env)
-    assert problems == ["kibana: port '${KIBANA_PORT}:5601' is not published as \"${BIND_ADDRESS:-127.0.0.1}:<host port>:<container port>\"",
-                        "kibana: port 5601 is bound to every address, not 127.0.0.1"]
+    assert problems == [
+        "kibana: port '${KIBANA_PORT}:5601' is not published as \"${BIND_ADDRESS:-127.0.0.1}:<host port>:<container port>\"",
+        "kibana: port 5601 is bound to every address, not 127.0.0.1",
+    ]
 
 
 def test_the_default_bind_address_is_loopback_even_without_env(tmp_path):
@@ -74,12 +83,17 @@ def test_every_service_waits_for_preflight_which_sees_every_password(model, env)
 
 
 def test_a_service_that_skips_preflight_or_an_unchecked_password_is_reported(tmp_path, env):
-    broken = broken_model(tmp_path, "      KAFKA_HEAP_OPTS: -Xms512m -Xmx512m\n    volumes:\n      - kafka-data:/var/lib/kafka/data\n"
-                                    "    depends_on:\n      preflight:\n        condition: service_completed_successfully\n",
-                          "      KAFKA_HEAP_OPTS: -Xms512m -Xmx512m\n    volumes:\n      - kafka-data:/var/lib/kafka/data\n")
+    broken = broken_model(
+        tmp_path,
+        "      KAFKA_HEAP_OPTS: -Xms512m -Xmx512m\n    volumes:\n      - kafka-data:/var/lib/kafka/data\n"
+        "    depends_on:\n      preflight:\n        condition: service_completed_successfully\n",
+        "      KAFKA_HEAP_OPTS: -Xms512m -Xmx512m\n    volumes:\n      - kafka-data:/var/lib/kafka/data\n",
+    )
     assert checks.check_preflight(broken, env) == ["kafka: does not wait for preflight to complete successfully"]
     unchecked = broken_model(tmp_path, " KIBANA_SYSTEM_PASSWORD ELASTICSEARCH_PASSWORD\n", " ELASTICSEARCH_PASSWORD\n")
-    assert checks.check_preflight(unchecked, env) == ["preflight: CHECKED_PASSWORDS does not list KIBANA_SYSTEM_PASSWORD"]
+    assert checks.check_preflight(unchecked, env) == [
+        "preflight: CHECKED_PASSWORDS does not list KIBANA_SYSTEM_PASSWORD"
+    ]
 
 
 def test_preflight_lets_the_local_development_stack_start(model):
@@ -93,9 +107,21 @@ def test_preflight_refuses_dev_only_passwords_outside_local(tmp_path, environmen
     result = checks.run_preflight(model_with_env(tmp_path, "ENVIRONMENT=local", f"ENVIRONMENT={environment}"))
     assert result.returncode == 1
     assert f"REFUSING TO START: ENVIRONMENT={environment}" in result.stderr
-    assert "still have their DEV-ONLY values: " + " ".join(
-        ["POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "MINIO_ROOT_PASSWORD", "MINIO_PIPELINE_PASSWORD",
-         "ELASTIC_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "ELASTICSEARCH_PASSWORD"]) in result.stderr
+    assert (
+        "still have their DEV-ONLY values: "
+        + " ".join(
+            [
+                "POSTGRES_PASSWORD",
+                "AIRFLOW_ADMIN_PASSWORD",
+                "MINIO_ROOT_PASSWORD",
+                "MINIO_PIPELINE_PASSWORD",
+                "ELASTIC_PASSWORD",
+                "KIBANA_SYSTEM_PASSWORD",
+                "ELASTICSEARCH_PASSWORD",
+            ]
+        )
+        in result.stderr
+    )
     assert "./setup-environment.sh --new-passwords" in result.stderr
 
 
@@ -107,7 +133,9 @@ def test_preflight_refuses_dev_only_passwords_on_a_public_bind_address(tmp_path)
 def test_preflight_refuses_even_one_dev_only_password(tmp_path):
     compose, env_file = broken_copy(tmp_path, env_replace=("ENVIRONMENT=local", "ENVIRONMENT=production"))
     text = env_file.read_text().replace("-dev-only", "-3f9c1a7e")
-    env_file.write_text(text.replace("KIBANA_SYSTEM_PASSWORD=kibana-system-3f9c1a7e", "KIBANA_SYSTEM_PASSWORD=kibana-system-dev-only"))
+    env_file.write_text(
+        text.replace("KIBANA_SYSTEM_PASSWORD=kibana-system-3f9c1a7e", "KIBANA_SYSTEM_PASSWORD=kibana-system-dev-only")
+    )
     result = checks.run_preflight(checks.load_compose_model(compose, env_file))
     assert result.returncode == 1
     assert result.stderr.splitlines()[0].endswith("DEV-ONLY values: KIBANA_SYSTEM_PASSWORD.")
@@ -122,7 +150,9 @@ def test_preflight_accepts_production_with_real_passwords(tmp_path):
 
 
 def test_preflight_refuses_a_password_that_would_break_json(tmp_path):
-    result = checks.run_preflight(model_with_env(tmp_path, "ELASTIC_PASSWORD=elastic-dev-only", "ELASTIC_PASSWORD='elastic\"x'"))
+    result = checks.run_preflight(
+        model_with_env(tmp_path, "ELASTIC_PASSWORD=elastic-dev-only", "ELASTIC_PASSWORD='elastic\"x'")
+    )
     assert result.returncode == 1 and "ELASTIC_PASSWORD contain a double quote or a backslash" in result.stderr
 
 
@@ -136,21 +166,41 @@ def test_airflow_logs_in_as_the_pipeline_users_and_holds_no_admin_secret(model, 
 
 
 def test_airflow_with_the_root_keys_is_reported(tmp_path, env):
-    broken = broken_model(tmp_path, '"login": "${MINIO_PIPELINE_USER}", "password": "${MINIO_PIPELINE_PASSWORD}"',
-                          '"login": "${MINIO_ROOT_USER}", "password": "${MINIO_ROOT_PASSWORD}"')
+    broken = broken_model(
+        tmp_path,
+        '"login": "${MINIO_PIPELINE_USER}", "password": "${MINIO_PIPELINE_PASSWORD}"',
+        '"login": "${MINIO_ROOT_USER}", "password": "${MINIO_ROOT_PASSWORD}"',
+    )
     problems = checks.check_least_privilege(broken, env)
     assert problems and all("AIRFLOW_CONN_MINIO_DEFAULT does not log in as MINIO_PIPELINE_USER" in p for p in problems)
 
 
 def test_env_connections_repeat_the_env_credentials(env):
     assert checks.check_env_connections(env) == []
-    broken = {**env, "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": env["AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"].replace('"port": 9201', '"port": 9200')}
-    assert checks.check_env_connections(broken)[0].startswith(".env: AIRFLOW_CONN_ELASTICSEARCH_DEFAULT is http://localhost:9200, not")
+    broken = {
+        **env,
+        "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": env["AIRFLOW_CONN_ELASTICSEARCH_DEFAULT"].replace(
+            '"port": 9201', '"port": 9200'
+        ),
+    }
+    assert checks.check_env_connections(broken)[0].startswith(
+        ".env: AIRFLOW_CONN_ELASTICSEARCH_DEFAULT is http://localhost:9200, not"
+    )
 
 
 def test_minio_init_policy_is_the_local_stack_policy(model, env):
-    local = subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/services/minio.sh" && minio_pipeline_policy_json "$1"', "-",
-                            env["MINIO_BUCKET"]], check=True, capture_output=True, text=True).stdout
+    local = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'source "{ROOT}/scripts/services/minio.sh" && minio_pipeline_policy_json "$1"',
+            "-",
+            env["MINIO_BUCKET"],
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert checks.compose_minio_policy(model, env["MINIO_BUCKET"]) == json.loads(local)
 
 
@@ -171,38 +221,70 @@ with open(os.environ["FAKE_LOG"], "a") as log:
 '''
 
 
-def run_with_fakes(tmp_path: Path, service: dict, replace: tuple[str, str]) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def run_with_fakes(
+    tmp_path: Path, service: dict, replace: tuple[str, str]
+) -> tuple[subprocess.CompletedProcess, list[dict]]:
     """Run a one-shot service's `<shell> -c <script>` here, with fake curl and mc on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in ("curl", "mc"):
         (bin_dir / name).write_text(FAKE_TOOL.replace("{python}", sys.executable).replace("{name}", name))
         (bin_dir / name).chmod(0o755)
-    argv = [service["entrypoint"][0], *service["command"]] if isinstance(service.get("entrypoint"), list) else \
-        [service["entrypoint"], *service["command"]]
+    argv = (
+        [service["entrypoint"][0], *service["command"]]
+        if isinstance(service.get("entrypoint"), list)
+        else [service["entrypoint"], *service["command"]]
+    )
     script = argv[2].replace("$$", "$").replace(*replace)
     log = tmp_path / "calls.jsonl"
     environment = {k: str(v) for k, v in (service.get("environment") or {}).items()}
-    result = subprocess.run([argv[0], "-c", script], capture_output=True, text=True, timeout=60,
-                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_LOG": str(log), **environment})
+    result = subprocess.run(
+        [argv[0], "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_LOG": str(log), **environment},
+    )
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return result, calls
 
 
 def test_es_init_sets_kibana_system_and_the_pipeline_user_without_secrets_in_arguments(tmp_path, model, env):
-    result, calls = run_with_fakes(tmp_path, model["services"]["es-init"], ("/tmp/body.json", str(tmp_path / "body.json")))
+    result, calls = run_with_fakes(
+        tmp_path, model["services"]["es-init"], ("/tmp/body.json", str(tmp_path / "body.json"))
+    )
     assert result.returncode == 0, result.stderr
-    requests = [(c["argv"][c["argv"].index("-X") + 1], c["argv"][c["argv"].index("-X") + 2].removeprefix("http://elasticsearch:9200"),
-                 json.loads(c["body"]) if c["body"] else None) for c in calls]
+    requests = [
+        (
+            c["argv"][c["argv"].index("-X") + 1],
+            c["argv"][c["argv"].index("-X") + 2].removeprefix("http://elasticsearch:9200"),
+            json.loads(c["body"]) if c["body"] else None,
+        )
+        for c in calls
+    ]
     assert requests == [
         ("GET", "/_cluster/health?wait_for_status=yellow&timeout=60s", None),
         ("POST", "/_security/user/kibana_system/_password", {"password": env["KIBANA_SYSTEM_PASSWORD"]}),
-        ("PUT", "/_security/role/ecommerce_pipeline", {
-            "cluster": ["monitor"],
-            "indices": [{"names": [env["ELASTICSEARCH_INDEX"], env["ELASTICSEARCH_INDEX"] + "-*"], "privileges": ["all"]}],
-            "applications": [{"application": "kibana-.kibana", "privileges": ["all"], "resources": ["*"]}]}),
-        ("PUT", f"/_security/user/{env['ELASTICSEARCH_USER']}",
-         {"password": env["ELASTICSEARCH_PASSWORD"], "roles": ["ecommerce_pipeline"], "full_name": "e-commerce profiles pipeline"}),
+        (
+            "PUT",
+            "/_security/role/ecommerce_pipeline",
+            {
+                "cluster": ["monitor"],
+                "indices": [
+                    {"names": [env["ELASTICSEARCH_INDEX"], env["ELASTICSEARCH_INDEX"] + "-*"], "privileges": ["all"]}
+                ],
+                "applications": [{"application": "kibana-.kibana", "privileges": ["all"], "resources": ["*"]}],
+            },
+        ),
+        (
+            "PUT",
+            f"/_security/user/{env['ELASTICSEARCH_USER']}",
+            {
+                "password": env["ELASTICSEARCH_PASSWORD"],
+                "roles": ["ecommerce_pipeline"],
+                "full_name": "e-commerce profiles pipeline",
+            },
+        ),
     ]
     for call in calls:
         assert call["config"] == f'user = "elastic:{env["ELASTIC_PASSWORD"]}"\n'
@@ -222,17 +304,27 @@ def test_elasticsearch_health_check_authenticates_through_stdin(tmp_path, model,
 
 
 def test_minio_init_creates_the_bucket_policy_and_pipeline_user(tmp_path, model, env):
-    result, calls = run_with_fakes(tmp_path, model["services"]["minio-init"],
-                                   ("/tmp/pipeline-policy.json", str(tmp_path / "pipeline-policy.json")))
+    result, calls = run_with_fakes(
+        tmp_path, model["services"]["minio-init"], ("/tmp/pipeline-policy.json", str(tmp_path / "pipeline-policy.json"))
+    )
     assert result.returncode == 0, result.stderr
     commands = [c["argv"] for c in calls]
     assert commands[1] == ["mb", "--ignore-existing", f"lake/{env['MINIO_BUCKET']}"]
-    assert commands[2] == ["admin", "policy", "create", "lake", "ecommerce-pipeline", str(tmp_path / "pipeline-policy.json")]
+    assert commands[2] == [
+        "admin",
+        "policy",
+        "create",
+        "lake",
+        "ecommerce-pipeline",
+        str(tmp_path / "pipeline-policy.json"),
+    ]
     assert json.loads(calls[2]["file"]) == checks.compose_minio_policy(model, env["MINIO_BUCKET"])
     assert commands[3] == ["admin", "user", "add", "lake", env["MINIO_PIPELINE_USER"], env["MINIO_PIPELINE_PASSWORD"]]
     # The fake `mc admin user info` prints no policy: the policy gets attached.
-    assert commands[4:] == [["admin", "user", "info", "lake", env["MINIO_PIPELINE_USER"]],
-                            ["admin", "policy", "attach", "lake", "ecommerce-pipeline", "--user", env["MINIO_PIPELINE_USER"]]]
+    assert commands[4:] == [
+        ["admin", "user", "info", "lake", env["MINIO_PIPELINE_USER"]],
+        ["admin", "policy", "attach", "lake", "ecommerce-pipeline", "--user", env["MINIO_PIPELINE_USER"]],
+    ]
 
 
 # ---------------------------------------------------------------------------- Elasticsearch --
@@ -247,7 +339,9 @@ def test_elasticsearch_without_security_or_kibana_without_its_user_is_reported(t
     broken = broken_model(tmp_path, '      xpack.security.enabled: "true"\n', '      xpack.security.enabled: "false"\n')
     assert checks.check_elasticsearch_security(broken, env) == ['elasticsearch: xpack.security.enabled is not "true"']
     no_user = broken_model(tmp_path, "      ELASTICSEARCH_USERNAME: kibana_system\n", "")
-    assert checks.check_elasticsearch_security(no_user, env) == ["kibana: does not log in as kibana_system with KIBANA_SYSTEM_PASSWORD"]
+    assert checks.check_elasticsearch_security(no_user, env) == [
+        "kibana: does not log in as kibana_system with KIBANA_SYSTEM_PASSWORD"
+    ]
 
 
 def test_all_problems_is_empty_for_this_repository():

@@ -3,7 +3,6 @@ and the paths the image bakes in versus what docker-compose.yaml expects."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from . import deploy_checks as checks
@@ -44,7 +43,9 @@ def test_a_copy_of_a_missing_or_ignored_file_is_reported(tmp_path):
     (context / "dags" / "dag.py").write_text("")
     (context / ".dockerignore").write_text("dags\n")
     dockerfile = context / "Dockerfile"
-    dockerfile.write_text("FROM python:3.11\nCOPY requirements.txt /r.txt\nCOPY dags/ /dags/\nCOPY spark_jobs/ /jobs/\n")
+    dockerfile.write_text(
+        "FROM python:3.11\nCOPY requirements.txt /r.txt\nCOPY dags/ /dags/\nCOPY spark_jobs/ /jobs/\n"
+    )
     assert checks.check_copy_sources(dockerfile, context) == [
         "COPY dags/: excluded by .dockerignore",
         "COPY spark_jobs/: not in the build context",
@@ -53,18 +54,35 @@ def test_a_copy_of_a_missing_or_ignored_file_is_reported(tmp_path):
 
 def test_dockerignore_keeps_secrets_and_data_out_but_the_build_inputs_in():
     patterns = checks.read_dockerignore(ROOT / ".dockerignore")
-    for path in (".env", "data/electronics.csv", ".cache/venv/bin/python", ".stack/logs/kafka.log",
-                 "src/ecommerce_profiles/__pycache__/x.pyc", "tests/conftest.py", "docs/deployment.md"):
+    for path in (
+        ".env",
+        "data/electronics.csv",
+        ".cache/venv/bin/python",
+        ".stack/logs/kafka.log",
+        "plugins/ecommerce_profiles/__pycache__/x.pyc",
+        "tests/conftest.py",
+        "docs/deployment.md",
+    ):
         assert checks.dockerignored(path, patterns), path
-    for path in ("docs/versions.md", "scripts/spark_jars.sh", "requirements.txt", "src/ecommerce_profiles/kibana.py"):
+    for path in (
+        "docs/versions.md",
+        "scripts/spark_jars.sh",
+        "requirements.txt",
+        "plugins/ecommerce_profiles/kibana.py",
+    ):
         assert not checks.dockerignored(path, patterns), path
 
 
 def test_image_paths_match_the_compose_environment(model):
     assert checks.check_image_matches_compose(DOCKERFILE.read_text(), model) == []
-    text = DOCKERFILE.read_text().replace("SPARK_JARS_DIR=/opt/spark-jars \\\n    PIPELINE_PROJECT_DIR", "SPARK_JARS_DIR=/opt/jars \\\n    PIPELINE_PROJECT_DIR")
-    assert any("SPARK_JARS_DIR=/opt/spark-jars but the image sets /opt/jars" in p
-               for p in checks.check_image_matches_compose(text, model))
+    text = DOCKERFILE.read_text().replace(
+        "SPARK_JARS_DIR=/opt/spark-jars \\\n    PIPELINE_PROJECT_DIR",
+        "SPARK_JARS_DIR=/opt/jars \\\n    PIPELINE_PROJECT_DIR",
+    )
+    assert any(
+        "SPARK_JARS_DIR=/opt/spark-jars but the image sets /opt/jars" in p
+        for p in checks.check_image_matches_compose(text, model)
+    )
 
 
 def test_connector_jars_are_resolved_at_build_time_by_the_shared_script():

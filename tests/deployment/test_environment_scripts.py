@@ -19,10 +19,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CODESPACE = {"CODESPACES": "true", "CODESPACE_NAME": "super-duper-waffle-pvqvvr74jxg3rx",
-             "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev"}
-HTTP_PORT_KEYS = ["AIRFLOW_PORT", "KIBANA_PORT", "MINIO_CONSOLE_PORT", "MINIO_PORT", "ELASTICSEARCH_PORT",
-                  "SPARK_MASTER_UI_PORT", "SPARK_WORKER_UI_PORT"]
+CODESPACE = {
+    "CODESPACES": "true",
+    "CODESPACE_NAME": "super-duper-waffle-pvqvvr74jxg3rx",
+    "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev",
+}
+HTTP_PORT_KEYS = [
+    "AIRFLOW_PORT",
+    "KIBANA_PORT",
+    "MINIO_CONSOLE_PORT",
+    "MINIO_PORT",
+    "ELASTICSEARCH_PORT",
+    "SPARK_MASTER_UI_PORT",
+    "SPARK_WORKER_UI_PORT",
+]
 
 FAKE_GH = r'''#!{python}
 """Fake gh: records argv, enforces `gh codespace ports visibility <port>:<vis>... -c <name>`."""
@@ -76,11 +86,20 @@ def env_values(path: Path) -> dict[str, str]:
     return dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", path.read_text(), re.M))
 
 
-def run(script: str, env_file: Path, extra: dict[str, str] | None = None, path_prefix: Path | None = None,
-        args: list[str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    script: str,
+    env_file: Path,
+    extra: dict[str, str] | None = None,
+    path_prefix: Path | None = None,
+    args: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     """Run a script with a clean environment: no Codespaces variables unless given."""
-    env = {"PATH": f"{path_prefix}:/usr/bin:/bin" if path_prefix else "/usr/bin:/bin",
-           "HOME": str(env_file.parent), "ENV_FILE": str(env_file), **(extra or {})}
+    env = {
+        "PATH": f"{path_prefix}:/usr/bin:/bin" if path_prefix else "/usr/bin:/bin",
+        "HOME": str(env_file.parent),
+        "ENV_FILE": str(env_file),
+        **(extra or {}),
+    }
     return subprocess.run(["bash", str(ROOT / script), *(args or [])], capture_output=True, text=True, env=env)
 
 
@@ -158,8 +177,11 @@ def test_new_passwords_replace_every_dev_only_value_consistently(env_copy, tmp_p
     preflight = checks.run_preflight(checks.load_compose_model(tmp_path / "docker-compose.yaml", env_copy))
     assert preflight.returncode == 0, preflight.stderr
     # Everything else is untouched.
-    assert [k for k in before if before[k] != after.get(k, before[k]) and not k.endswith("_PASSWORD")
-            and not k.startswith("AIRFLOW_CONN_")] == ["ENVIRONMENT"]
+    assert [
+        k
+        for k in before
+        if before[k] != after.get(k, before[k]) and not k.endswith("_PASSWORD") and not k.startswith("AIRFLOW_CONN_")
+    ] == ["ENVIRONMENT"]
 
 
 def test_setup_appends_environment_when_missing(env_copy):
@@ -187,8 +209,16 @@ def test_codespaces_makes_only_the_airflow_and_kibana_uis_public(env_copy, fake_
     assert result.returncode == 0, result.stderr
     values = env_values(env_copy)
     expected_ports = [values["AIRFLOW_PORT"], values["KIBANA_PORT"]]
-    assert gh_calls(log) == [["codespace", "ports", "visibility", *[f"{p}:public" for p in expected_ports],
-                              "-c", CODESPACE["CODESPACE_NAME"]]]
+    assert gh_calls(log) == [
+        [
+            "codespace",
+            "ports",
+            "visibility",
+            *[f"{p}:public" for p in expected_ports],
+            "-c",
+            CODESPACE["CODESPACE_NAME"],
+        ]
+    ]
     assert f"made ports {' '.join(expected_ports)} public in codespace {CODESPACE['CODESPACE_NAME']}" in result.stdout
     assert values["KAFKA_PORT"] not in expected_ports
 
@@ -206,8 +236,17 @@ def test_chosen_ports_and_private_visibility(env_copy, fake_gh):
     assert bad.returncode == 2 and "not a port number" in bad.stderr
 
 
-@pytest.mark.parametrize("key", ["ELASTICSEARCH_PORT", "ELASTICSEARCH_AUTH_PORT", "MINIO_PORT", "SPARK_MASTER_UI_PORT",
-                                 "SPARK_WORKER_UI_PORT", "KAFKA_PORT"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ELASTICSEARCH_PORT",
+        "ELASTICSEARCH_AUTH_PORT",
+        "MINIO_PORT",
+        "SPARK_MASTER_UI_PORT",
+        "SPARK_WORKER_UI_PORT",
+        "KAFKA_PORT",
+    ],
+)
 def test_apis_and_uis_without_login_are_never_made_public(env_copy, fake_gh, key):
     bin_dir, log = fake_gh
     port = env_values(env_copy)[key]
@@ -221,10 +260,22 @@ def test_private_without_ports_reverts_every_http_port(env_copy, fake_gh):
     result = run("configure-ports.sh", env_copy, {**CODESPACE, "FAKE_GH_LOG": str(log)}, bin_dir, ["--private"])
     assert result.returncode == 0, result.stderr
     values = env_values(env_copy)
-    expected = [values[k] for k in ("AIRFLOW_PORT", "KIBANA_PORT", "MINIO_CONSOLE_PORT", "MINIO_PORT", "ELASTICSEARCH_PORT",
-                                    "ELASTICSEARCH_AUTH_PORT", "SPARK_MASTER_UI_PORT", "SPARK_WORKER_UI_PORT")]
-    assert gh_calls(log) == [["codespace", "ports", "visibility", *[f"{p}:private" for p in expected],
-                              "-c", CODESPACE["CODESPACE_NAME"]]]
+    expected = [
+        values[k]
+        for k in (
+            "AIRFLOW_PORT",
+            "KIBANA_PORT",
+            "MINIO_CONSOLE_PORT",
+            "MINIO_PORT",
+            "ELASTICSEARCH_PORT",
+            "ELASTICSEARCH_AUTH_PORT",
+            "SPARK_MASTER_UI_PORT",
+            "SPARK_WORKER_UI_PORT",
+        )
+    ]
+    assert gh_calls(log) == [
+        ["codespace", "ports", "visibility", *[f"{p}:private" for p in expected], "-c", CODESPACE["CODESPACE_NAME"]]
+    ]
 
 
 def test_outside_codespaces_nothing_is_done(env_copy, fake_gh):
@@ -251,8 +302,9 @@ def test_a_failing_gh_is_reported(env_copy, fake_gh):
 
 # ------------------------------------------------------------------------- make targets --
 def make(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}
+    )
 
 
 def test_check_data_accepts_the_event_schema_and_counts_rows():
@@ -280,8 +332,10 @@ def test_check_data_finds_the_seed_file_names(tmp_path):
 
 def test_ingest_and_process_split_the_dag_at_produce_events():
     ingest = make("-n", "ingest", "STACK=compose", "DATA=data/electronics.csv", "DATE=2020-10-01").stdout
-    assert ("docker compose exec -T airflow-scheduler airflow dags test ecommerce_customer_profiles 2020-10-01 "
-            "-c '{\"input_path\": \"electronics.csv\"}'") in ingest  # relative to the data directory
+    assert (
+        "docker compose exec -T airflow-scheduler airflow dags test ecommerce_customer_profiles 2020-10-01 "
+        '-c \'{"input_path": "electronics.csv"}\''
+    ) in ingest  # relative to the data directory
     pattern = re.search(r"--mark-success-pattern '([^']+)'", ingest).group(1)
     from airflow.models import DagBag  # the real DAG: every task belongs to ingest or to process
 
@@ -293,12 +347,14 @@ def test_ingest_and_process_split_the_dag_at_produce_events():
     assert set(order) == deferred
     # each process task runs after everything it depends on
     for position, task_id in enumerate(order):
-        assert dag.get_task(task_id).upstream_task_ids <= set(order[:position]) | (set(dag.task_ids) - deferred), task_id
+        assert dag.get_task(task_id).upstream_task_ids <= set(order[:position]) | (set(dag.task_ids) - deferred), (
+            task_id
+        )
     assert "airflow tasks test ecommerce_customer_profiles $task 2020-10-01" in process
     # both Airflow commands exit 0 on a failed task: the targets check each task's state
     for recipe in (ingest, process):
         assert "tasks state ecommerce_customer_profiles $task 2020-10-01" in recipe
-        assert 'success|skipped) echo' in recipe
+        assert "success|skipped) echo" in recipe
 
 
 def test_an_unknown_stack_is_refused():

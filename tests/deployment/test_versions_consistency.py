@@ -66,44 +66,65 @@ def test_an_unset_minio_release_is_reported(model, versions):
 def test_an_image_without_a_version_rule_is_reported(model, versions):
     extra = {**model, "services": {**model["services"], "redis": {"image": "redis:7.2-bookworm", "healthcheck": {}}}}
     assert checks.check_compose_versions(extra, versions) == [
-        "redis: image redis:7.2-bookworm has no version rule (add a row to docs/versions.md and to expected_images)"]
+        "redis: image redis:7.2-bookworm has no version rule (add a row to docs/versions.md and to expected_images)"
+    ]
 
 
 def test_airflow_build_args_behind_the_matrix_are_reported(model, versions):
     bumped = {**versions, "AIRFLOW_VERSION": "3.4.0"}
     problems = checks.check_compose_versions(model, bumped)
     assert any("build arg AIRFLOW_VERSION=3.3.2 but docs/versions.md says 3.4.0" in p for p in problems)
-    assert any("ecommerce-profiles-airflow:3.3.2 but docs/versions.md AIRFLOW_VERSION says 3.4.0" in p for p in problems)
+    assert any(
+        "ecommerce-profiles-airflow:3.3.2 but docs/versions.md AIRFLOW_VERSION says 3.4.0" in p for p in problems
+    )
 
 
 def test_a_dockerfile_behind_the_matrix_is_reported(model, versions):
     text = (ROOT / "Dockerfile").read_text().replace("ARG AIRFLOW_VERSION=3.3.2", "ARG AIRFLOW_VERSION=3.3.1")
     problems = checks.check_dockerfile_versions(text, model, versions)
     assert any("Dockerfile ARG AIRFLOW_VERSION=3.3.1" in p for p in problems)
-    java = checks.check_dockerfile_versions((ROOT / "Dockerfile").read_text(), model, {**versions, "JAVA_VERSION": "21"})
+    java = checks.check_dockerfile_versions(
+        (ROOT / "Dockerfile").read_text(), model, {**versions, "JAVA_VERSION": "21"}
+    )
     assert any("openjdk-21-jre-headless" in p for p in java)
 
 
 def test_a_requirement_pin_behind_the_matrix_is_reported(versions):
     text = (ROOT / "requirements.in").read_text().replace("pyspark==3.5.7", "pyspark==3.5.6")
     assert checks.check_requirement_versions(text, versions, "requirements.in") == [
-        f"requirements.in: pyspark==3.5.6 but docs/versions.md SPARK_VERSION says {versions['SPARK_VERSION']}"]
-    text = (ROOT / "requirements.in").read_text().replace("apache-airflow-providers-http==", "apache-airflow-providers-http>=")
+        f"requirements.in: pyspark==3.5.6 but docs/versions.md SPARK_VERSION says {versions['SPARK_VERSION']}"
+    ]
+    text = (
+        (ROOT / "requirements.in")
+        .read_text()
+        .replace("apache-airflow-providers-http==", "apache-airflow-providers-http>=")
+    )
     assert checks.check_requirement_versions(text, versions, "requirements.in") == [
-        f"requirements.in: apache-airflow-providers-http==None but docs/versions.md AIRFLOW_PROVIDER_HTTP says {versions['AIRFLOW_PROVIDER_HTTP']}"]
+        f"requirements.in: apache-airflow-providers-http==None but docs/versions.md AIRFLOW_PROVIDER_HTTP says {versions['AIRFLOW_PROVIDER_HTTP']}"
+    ]
 
 
 def test_every_provider_row_maps_to_its_package(versions):
     pins = checks.expected_pins(versions)
-    assert pins["apache-airflow-providers-apache-spark"] == (versions["AIRFLOW_PROVIDER_APACHE_SPARK"], "AIRFLOW_PROVIDER_APACHE_SPARK")
+    assert pins["apache-airflow-providers-apache-spark"] == (
+        versions["AIRFLOW_PROVIDER_APACHE_SPARK"],
+        "AIRFLOW_PROVIDER_APACHE_SPARK",
+    )
     assert pins["apache-airflow-providers-elasticsearch"][1] == "AIRFLOW_PROVIDER_ELASTICSEARCH"
 
 
 def test_inconsistent_matrix_rows_are_reported(versions):
-    assert checks.check_matrix_consistency({**versions, "KIBANA_VERSION": "8.19.20"}) == ["KIBANA_VERSION must equal ES_VERSION"]
-    other_release = {**versions, "MINIO_VERSION": "v0.0.0-20251015172955-9e49d5e7a648", "MINIO_IMAGE_TAG": "RELEASE.2025-09-07T16-13-09Z"}
+    assert checks.check_matrix_consistency({**versions, "KIBANA_VERSION": "8.19.20"}) == [
+        "KIBANA_VERSION must equal ES_VERSION"
+    ]
+    other_release = {
+        **versions,
+        "MINIO_VERSION": "v0.0.0-20251015172955-9e49d5e7a648",
+        "MINIO_IMAGE_TAG": "RELEASE.2025-09-07T16-13-09Z",
+    }
     assert checks.check_matrix_consistency(other_release) == [
-        "MINIO_VERSION v0.0.0-20251015172955-9e49d5e7a648 and MINIO_IMAGE_TAG RELEASE.2025-09-07T16-13-09Z are different releases"]
+        "MINIO_VERSION v0.0.0-20251015172955-9e49d5e7a648 and MINIO_IMAGE_TAG RELEASE.2025-09-07T16-13-09Z are different releases"
+    ]
 
 
 def test_a_tool_built_at_another_version_is_reported(versions):

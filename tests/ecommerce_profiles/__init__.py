@@ -1,1 +1,1 @@
-"""Tests of the ecommerce_profiles package (mirrors src/ecommerce_profiles/)."""
+"""Tests of the ecommerce_profiles package (mirrors plugins/ecommerce_profiles/)."""

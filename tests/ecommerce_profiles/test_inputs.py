@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce_profiles.inputs import (
+from ecommerce_profiles.core.inputs import (
     DROP_COMPLETE_MARKER,
     InputError,
     confine,
     drop_dir,
     resolve_input_files,
 )
-from ecommerce_profiles.schemas import EVENT_COLUMNS
-from ecommerce_profiles.validation import validate_files
+from ecommerce_profiles.core.schemas import EVENT_COLUMNS
+from ecommerce_profiles.core.validation import validate_files
 
 HEADER = ",".join(EVENT_COLUMNS)
 GOOD_ROW = "2020-09-24 11:57:06 UTC,view,1996170,2144415922528452715,electronics.telephone,,31.90,1515915625519388267,LJuJVLEjPT"

@@ -13,9 +13,8 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from ecommerce_profiles.hooks.kibana import KibanaHook, KibanaImportError
 from ecommerce_profiles.operators.kibana import KibanaImportOperator
-from ecommerce_profiles.kibana_objects import DASHBOARD_ID, NDJSON_PATH
 from tests.support.fake_kibana import IMPORT_PATH, FakeKibana, start_fake_kibana
-
+from tests.support.kibana_objects import DASHBOARD_ID, NDJSON_PATH
 
 # ------------------------------------------------------------------------------------- fixtures
 
@@ -79,8 +78,7 @@ def test_reimport_overwrites_instead_of_conflicting(kibana, monkeypatch):
 
 
 def test_space_id_and_public_url_extras(kibana, monkeypatch):
-    use_kibana_connection(monkeypatch, kibana,
-                          extra={"space_id": "marketing", "public_url": "http://localhost:5601/"})
+    use_kibana_connection(monkeypatch, kibana, extra={"space_id": "marketing", "public_url": "http://localhost:5601/"})
     operator = KibanaImportOperator(task_id="import_kibana_objects", ndjson_path=str(NDJSON_PATH))
 
     url = operator.execute(context={})
@@ -97,11 +95,20 @@ def test_missing_references_raise_with_details(kibana, monkeypatch, tmp_path):
     use_kibana_connection(monkeypatch, kibana)
     ndjson = write_ndjson(
         tmp_path / "orphan.ndjson",
-        {"type": "lens", "id": "orphan-chart", "attributes": {"title": "Orphan"},
-         "references": [{"type": "index-pattern", "id": "no-such-data-view",
-                         "name": "indexpattern-datasource-layer-l1"}]},
-        {"type": "dashboard", "id": "board", "attributes": {"title": "Board"},
-         "references": [{"type": "lens", "id": "orphan-chart", "name": "p1:panel_p1"}]},
+        {
+            "type": "lens",
+            "id": "orphan-chart",
+            "attributes": {"title": "Orphan"},
+            "references": [
+                {"type": "index-pattern", "id": "no-such-data-view", "name": "indexpattern-datasource-layer-l1"}
+            ],
+        },
+        {
+            "type": "dashboard",
+            "id": "board",
+            "attributes": {"title": "Board"},
+            "references": [{"type": "lens", "id": "orphan-chart", "name": "p1:panel_p1"}],
+        },
     )
 
     with pytest.raises(KibanaImportError) as raised:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from ecommerce_profiles.validation import read_staged_messages, validate_files
+from ecommerce_profiles.core.validation import read_staged_messages, validate_files
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_events.csv"
 
@@ -21,8 +21,11 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_events.csv"
 def staged(tmp_path_factory):
     out = tmp_path_factory.mktemp("staged")
     result = validate_files([SAMPLE], out / "messages.tsv", out / "quarantine.csv")
-    return {"path": result.staging_path, "accepted": result.rows_accepted,
-            "messages": list(read_staged_messages(result.staging_path))}
+    return {
+        "path": result.staging_path,
+        "accepted": result.rows_accepted,
+        "messages": list(read_staged_messages(result.staging_path)),
+    }
 
 
 _CREATED: list[str] = []
@@ -37,7 +40,7 @@ def _delete_test_topics():
         admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
         existing = set(admin.list_topics(timeout=30).topics)
         doomed = [t for t in _CREATED if t in existing]  # a failing test may not have created its topic
-        for future in (admin.delete_topics(doomed).values() if doomed else []):
+        for future in admin.delete_topics(doomed).values() if doomed else []:
             future.result(30)
 
 
@@ -70,8 +73,13 @@ def test_the_staging_file_is_deleted_once_every_event_is_delivered(stack, staged
 def _consume(topic: str, starting: str, ending: str, timeout: float = 60.0) -> list[tuple[int, bytes, bytes]]:
     """(partition, key, value) of every message in [start, end) of each partition."""
     start, end = json.loads(starting)[topic], json.loads(ending)[topic]
-    consumer = Consumer({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-                         "group.id": f"test-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, int(p), start[p]) for p in start if end[p] > start[p]])
         remaining = sum(end[p] - start[p] for p in start)
@@ -175,7 +183,7 @@ class _Report:
 
 
 def test_delivery_tracker_ranges_failures_new_partitions_and_gaps():
-    from ecommerce_profiles.producer import DeliveryTracker, ProduceError, spark_offsets
+    from ecommerce_profiles.core.producer import DeliveryTracker, ProduceError, spark_offsets
 
     tracker = DeliveryTracker([0, 1])
     on_delivery = tracker.callback()

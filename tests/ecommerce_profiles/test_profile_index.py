@@ -4,14 +4,13 @@ never moving backwards, one index per date, retention, orphans of failed runs, r
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from elasticsearch import helpers
 
 from ecommerce_profiles.connections import elasticsearch_settings_from_env
-from ecommerce_profiles.schemas import ES_PROFILE_SHARDS
-from ecommerce_profiles.profile_index import (
+from ecommerce_profiles.core.profile_index import (
     PublishError,
     create_profile_index,
     discard_unpublished_index,
@@ -19,8 +18,9 @@ from ecommerce_profiles.profile_index import (
     publish_profile_index,
     rollback_alias,
 )
+from ecommerce_profiles.core.schemas import ES_PROFILE_SHARDS
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -34,14 +34,17 @@ def es_alias(stack):
 
 def _index_with_docs(es, alias, snapshot, n, minute):
     index = create_profile_index(es, alias, snapshot, now=T0 + timedelta(minutes=minute))
-    helpers.bulk(es, ({"_index": index, "_id": str(i), "_source": {"user_id": str(i), "snapshot_date": snapshot}}
-                      for i in range(n)))
+    helpers.bulk(
+        es,
+        ({"_index": index, "_id": str(i), "_source": {"user_id": str(i), "snapshot_date": snapshot}} for i in range(n)),
+    )
     return index
 
 
 def _publish(es, alias, index, n, minute, retention=3):
-    return publish_profile_index(es, alias=alias, index=index, expected_docs=n, retention=retention,
-                                 now=T0 + timedelta(minutes=minute))
+    return publish_profile_index(
+        es, alias=alias, index=index, expected_docs=n, retention=retention, now=T0 + timedelta(minutes=minute)
+    )
 
 
 def _aliased(es, alias):
@@ -112,8 +115,11 @@ def test_publishing_restores_the_serving_settings(es_alias):
     assert es.indices.get_settings(index=index)[index]["settings"]["index"]["refresh_interval"] == "-1"
     assert _publish(es, alias, index, 3, 2)["replicas"] == 0
     settings = es.indices.get_settings(index=index)[index]["settings"]["index"]
-    assert (settings["refresh_interval"], settings["translog"]["durability"], settings["number_of_replicas"]) == \
-        ("1s", "request", "0")
+    assert (settings["refresh_interval"], settings["translog"]["durability"], settings["number_of_replicas"]) == (
+        "1s",
+        "request",
+        "0",
+    )
 
 
 def test_replicas_the_cluster_cannot_place_leave_the_alias_where_it_was(es_alias):
@@ -123,9 +129,19 @@ def test_replicas_the_cluster_cannot_place_leave_the_alias_where_it_was(es_alias
     _publish(es, alias, first, 3, 2)
     replicated = _index_with_docs(es, alias, "2020-11-18", 3, 3)
     unplaced = ES_PROFILE_SHARDS  # one replica of each primary
-    with pytest.raises(PublishError, match=rf"did not get its 1 replica\(s\) within 1s: status yellow, {unplaced} "
-                                           r"unassigned shard\(s\) on 1 node\(s\).*the alias .* was NOT moved"):
-        publish_profile_index(es, alias=alias, index=replicated, expected_docs=3, replicas=1, replica_wait_seconds=1,
-                              now=T0 + timedelta(minutes=4))
+    with pytest.raises(
+        PublishError,
+        match=rf"did not get its 1 replica\(s\) within 1s: status yellow, {unplaced} "
+        r"unassigned shard\(s\) on 1 node\(s\).*the alias .* was NOT moved",
+    ):
+        publish_profile_index(
+            es,
+            alias=alias,
+            index=replicated,
+            expected_docs=3,
+            replicas=1,
+            replica_wait_seconds=1,
+            now=T0 + timedelta(minutes=4),
+        )
     assert _aliased(es, alias) == [first]
     assert not profile_indices(es, alias)[replicated]["published_at"]

@@ -1,8 +1,14 @@
-"""When a profile run may carry an earlier snapshot forward (ecommerce_profiles.profile_manifest)."""
+"""When a profile run may carry an earlier snapshot forward (ecommerce_profiles.core.profile_manifest)."""
 
 from __future__ import annotations
 
-from ecommerce_profiles.profile_manifest import archive_files, build_manifest, decide, logic_version, previous_snapshot_date
+from ecommerce_profiles.core.profile_manifest import (
+    archive_files,
+    build_manifest,
+    decide,
+    logic_version,
+    previous_snapshot_date,
+)
 
 VERSION = "v1"
 
@@ -13,8 +19,12 @@ def part(event_date: str, batch: str, name: str = "part-0000-a.snappy.parquet") 
 
 # The archive when the snapshot of 2020-10-02 was built: two daily drops, and an event of
 # 2020-10-03 that arrived early (future-dated relative to that snapshot).
-THEN = {part("2020-10-01", "drop-2020-10-01"): 100, part("2020-10-02", "drop-2020-10-02"): 120,
-        part("2020-10-01", "drop-2020-10-02"): 7, part("2020-10-03", "drop-2020-10-02"): 3}
+THEN = {
+    part("2020-10-01", "drop-2020-10-01"): 100,
+    part("2020-10-02", "drop-2020-10-02"): 120,
+    part("2020-10-01", "drop-2020-10-02"): 7,
+    part("2020-10-03", "drop-2020-10-02"): 3,
+}
 PREVIOUS = build_manifest("2020-10-02", THEN, VERSION, profiles=42, mode="full")
 
 
@@ -27,8 +37,12 @@ def test_the_next_daily_run_carries_the_previous_snapshot_forward():
 
 
 def test_files_after_the_previous_snapshot_may_change():
-    now = {part("2020-10-01", "drop-2020-10-01"): 100, part("2020-10-02", "drop-2020-10-02"): 120,
-           part("2020-10-01", "drop-2020-10-02"): 7, part("2020-10-05", "file-x-1"): 4}
+    now = {
+        part("2020-10-01", "drop-2020-10-01"): 100,
+        part("2020-10-02", "drop-2020-10-02"): 120,
+        part("2020-10-01", "drop-2020-10-02"): 7,
+        part("2020-10-05", "file-x-1"): 4,
+    }
     assert decide(PREVIOUS, now, "drop-2020-10-06", "2020-10-06", VERSION).incremental
 
 
@@ -56,15 +70,24 @@ def test_other_logic_no_manifest_or_a_later_manifest_force_a_full_rebuild():
 
 
 def test_the_manifest_records_data_files_only():
-    listing = {**THEN, ".spark-staging-1/event_date=2020-10-04/batch=b/part-0.parquet": 5,
-               "event_date=2020-10-01/batch=drop-2020-10-01/_SUCCESS": 0, "_temporary/0/x": 1}
+    listing = {
+        **THEN,
+        ".spark-staging-1/event_date=2020-10-04/batch=b/part-0.parquet": 5,
+        "event_date=2020-10-01/batch=drop-2020-10-01/_SUCCESS": 0,
+        "_temporary/0/x": 1,
+    }
     assert archive_files(listing) == THEN
     assert build_manifest("2020-10-02", listing, VERSION, 42, "full")["archive_files"] == dict(sorted(THEN.items()))
 
 
 def test_previous_snapshot_is_the_latest_manifest_before_the_run():
-    names = ["snapshot_date=2020-10-01.json", "snapshot_date=2020-10-04.json", "snapshot_date=2020-10-02.json",
-             "notes.txt", "snapshot_date=2020-10-03.json.tmp"]
+    names = [
+        "snapshot_date=2020-10-01.json",
+        "snapshot_date=2020-10-04.json",
+        "snapshot_date=2020-10-02.json",
+        "notes.txt",
+        "snapshot_date=2020-10-03.json.tmp",
+    ]
     assert previous_snapshot_date(names, "2020-10-04") == "2020-10-02"
     assert previous_snapshot_date(names, "2020-10-10") == "2020-10-04"
     assert previous_snapshot_date(names, "2020-10-01") is None

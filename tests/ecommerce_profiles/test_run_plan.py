@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from ecommerce_profiles.run_plan import DAILY, ONE_SHOT, PlanError, plan_run, snapshot_date
+from ecommerce_profiles.core.run_plan import DAILY, ONE_SHOT, PlanError, plan_run, snapshot_date
 
-NOW = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 
 
-def _plan(data_dir, params=None, run_id="scheduled__2020-11-17T00:00:00+00:00",
-          logical_date=datetime(2020, 11, 17, tzinfo=timezone.utc), run_after=None):
-    return plan_run(params or {}, run_id=run_id, logical_date=logical_date, run_after=run_after,
-                    data_dir=data_dir, now=NOW)
+def _plan(
+    data_dir,
+    params=None,
+    run_id="scheduled__2020-11-17T00:00:00+00:00",
+    logical_date=datetime(2020, 11, 17, tzinfo=UTC),
+    run_after=None,
+):
+    return plan_run(
+        params or {}, run_id=run_id, logical_date=logical_date, run_after=run_after, data_dir=data_dir, now=NOW
+    )
 
 
 def test_a_daily_run_waits_for_the_complete_drop_of_its_date(tmp_path):
@@ -29,8 +35,12 @@ def test_a_daily_run_waits_for_the_complete_drop_of_its_date(tmp_path):
 
 
 def test_a_run_without_logical_date_uses_the_day_it_was_created(tmp_path):
-    plan = _plan(tmp_path, run_id="manual__2026-12-01T02:59:00", logical_date=None,
-                 run_after=datetime(2026, 11, 30, 23, 30, tzinfo=timezone.utc))
+    plan = _plan(
+        tmp_path,
+        run_id="manual__2026-12-01T02:59:00",
+        logical_date=None,
+        run_after=datetime(2026, 11, 30, 23, 30, tzinfo=UTC),
+    )
     assert plan["run_date"] == "2026-11-30" and plan["batch_id"] == "drop-2026-11-30"
 
 
@@ -64,8 +74,9 @@ def test_a_one_shot_path_outside_the_data_dir_or_missing_is_refused(tmp_path, pa
         _plan(data, {"input_path": path})
 
 
-@pytest.mark.parametrize("value, message", [("2026-12-03", "in the future"), ("17/11/2020", "YYYY-MM-DD"),
-                                            ("1969-12-31", "before 1970")])
+@pytest.mark.parametrize(
+    "value, message", [("2026-12-03", "in the future"), ("17/11/2020", "YYYY-MM-DD"), ("1969-12-31", "before 1970")]
+)
 def test_a_bad_snapshot_date_is_refused_with_the_rule(tmp_path, value, message):
     with pytest.raises(PlanError, match=message):
         _plan(tmp_path, {"snapshot_date": value})

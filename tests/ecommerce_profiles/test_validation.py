@@ -13,13 +13,16 @@ import os
 import re
 import uuid
 from collections import Counter
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 
-from ecommerce_profiles import validation
-from ecommerce_profiles.generator import BAD_ROW_VARIANTS, write_events_csv
-from ecommerce_profiles.validation import (
+from bench.generator import BAD_ROW_VARIANTS, write_events_csv
+from ecommerce_profiles.core import validation
+from ecommerce_profiles.core.schemas import EVENT_COLUMNS, EVENT_FIELDS, spark_schema
+from ecommerce_profiles.core.validation import (
+    _DIGEST,
     MAX_FIELD_BYTES,
     MAX_LINE_CHARS,
     QUARANTINE_COLUMNS,
@@ -27,14 +30,12 @@ from ecommerce_profiles.validation import (
     FileFormatError,
     HeaderError,
     RejectThresholdExceeded,
-    _DIGEST,
     _DigestSet,
     check_reject_threshold,
     read_staged_messages,
     resolve_input,
     validate_files,
 )
-from ecommerce_profiles.schemas import EVENT_COLUMNS, EVENT_FIELDS, spark_schema
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_events.csv"
 HEADER = ",".join(EVENT_COLUMNS)
@@ -60,8 +61,9 @@ EXPECTED_QUARANTINE = {
 
 
 def _validate(tmp_path: Path, *paths: Path, **options):
-    result = validate_files(list(paths), tmp_path / "out" / "messages.tsv", tmp_path / "out" / "quarantine.csv",
-                            **options)
+    result = validate_files(
+        list(paths), tmp_path / "out" / "messages.tsv", tmp_path / "out" / "quarantine.csv", **options
+    )
     assert result.rows_read == result.rows_accepted + result.rows_quarantined
     return result
 
@@ -156,8 +158,11 @@ def test_staged_values_parse_with_the_spark_event_schema(sample, spark):
     from pyspark.sql import functions as F
 
     values = [(v.decode(),) for _, v in read_staged_messages(sample.staging_path)]
-    parsed = spark.createDataFrame(values, "value string").select(
-        F.from_json("value", spark_schema(EVENT_FIELDS), {"mode": "FAILFAST"}).alias("e")).select("e.*")
+    parsed = (
+        spark.createDataFrame(values, "value string")
+        .select(F.from_json("value", spark_schema(EVENT_FIELDS), {"mode": "FAILFAST"}).alias("e"))
+        .select("e.*")
+    )
     assert parsed.count() == sample.rows_accepted
     for field in EVENT_FIELDS:
         if not field.nullable:
@@ -213,7 +218,10 @@ def test_rule(tmp_path, row, rule):
 @pytest.mark.parametrize(
     "changes, expected",
     [
-        ({"category_code": "", "brand": "", "user_session": ""}, {"category_code": None, "brand": None, "user_session": None}),
+        (
+            {"category_code": "", "brand": "", "user_session": ""},
+            {"category_code": None, "brand": None, "user_session": None},
+        ),
         ({"price": "0.00"}, {"price": 0.0}),
         ({"price": "007.50"}, {"price": 7.5}),
         ({"price": "12"}, {"price": 12}),
@@ -222,8 +230,10 @@ def test_rule(tmp_path, row, rule):
         ({"category_id": "-5"}, {"category_id": -5}),
         ({"brand": 'o"neil\\x'}, {"brand": 'o"neil\\x'}),
         ({"brand": "löwe", "user_session": "ab-cd"}, {"brand": "löwe", "user_session": "ab-cd"}),
-        ({"event_type": "remove_from_cart", "event_time": "2020-02-29 23:59:59 UTC"},
-         {"event_type": "remove_from_cart", "event_time": "2020-02-29T23:59:59Z"}),
+        (
+            {"event_type": "remove_from_cart", "event_time": "2020-02-29 23:59:59 UTC"},
+            {"event_type": "remove_from_cart", "event_time": "2020-02-29T23:59:59Z"},
+        ),
     ],
 )
 def test_valid_edge_values_become_canonical_json(tmp_path, changes, expected):
@@ -257,7 +267,10 @@ def test_duplicates_across_files_of_a_run_keep_the_first(tmp_path):
     result = _validate(tmp_path, *resolve_input(tmp_path / "*.csv"))
     assert result.files == [str(first), str(second)]
     assert (result.rows_read, result.rows_accepted, result.rejects_by_rule["duplicate_row"]) == (4, 2, 2)
-    assert [(r["source_file"], r["line_number"]) for r in _quarantine(result)] == [(str(second), "3"), (str(second), "4")]
+    assert [(r["source_file"], r["line_number"]) for r in _quarantine(result)] == [
+        (str(second), "3"),
+        (str(second), "4"),
+    ]
 
 
 def test_resolve_input_accepts_a_file_or_glob_and_refuses_nothing(tmp_path):
@@ -346,18 +359,21 @@ def _one_rejected(tmp_path: Path, row: str, rule: str, **options) -> dict[str, s
 
 
 def _in_days(days: int) -> str:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    return (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-@pytest.mark.parametrize("event_time", [
-    "1969-12-31 23:59:59 UTC",  # pre-1970
-    "1899-12-31 00:00:00 UTC",  # Spark's archive write threw SparkUpgradeException on these
-    "0001-01-01 00:00:00 UTC",
-    "9999-12-31 23:59:59 UTC",  # would pin the profile alias forever
-    "2099-01-01 00:00:00 UTC",
-])
+@pytest.mark.parametrize(
+    "event_time",
+    [
+        "1969-12-31 23:59:59 UTC",  # pre-1970
+        "1899-12-31 00:00:00 UTC",  # Spark's archive write threw SparkUpgradeException on these
+        "0001-01-01 00:00:00 UTC",
+        "9999-12-31 23:59:59 UTC",  # would pin the profile alias forever
+        "2099-01-01 00:00:00 UTC",
+    ],
+)
 def test_event_time_range_quarantines_ancient_and_future_times(tmp_path, event_time):
     row = _one_rejected(tmp_path, _with(event_time=event_time), "event_time_range")
     assert event_time in row["detail"] and "1970-01-01 00:00:00 UTC" in row["detail"]
@@ -372,14 +388,17 @@ def test_event_time_range_default_is_now_plus_one_day(tmp_path):
 
 
 def test_event_time_range_max_event_time_is_configurable(tmp_path):
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
 
-    rows = [_with(event_time="2020-10-01 00:00:00 UTC"), _with(event_time="2020-10-01 00:00:01 UTC"),
-            _with(event_time="2020-10-02 00:00:00 UTC")]
+    rows = [
+        _with(event_time="2020-10-01 00:00:00 UTC"),
+        _with(event_time="2020-10-01 00:00:01 UTC"),
+        _with(event_time="2020-10-02 00:00:00 UTC"),
+    ]
     path = _csv_file(tmp_path, *rows)
     for bound, accepted in [
         (datetime(2020, 10, 1), 1),  # naive = UTC
-        (datetime(2020, 10, 1, 2, 0, 1, tzinfo=timezone.utc).astimezone().replace(microsecond=0), 2),
+        (datetime(2020, 10, 1, 2, 0, 1, tzinfo=UTC).astimezone().replace(microsecond=0), 2),
         ("2020-10-01T00:00:01Z", 2),
         (date(2020, 10, 1), 2),  # a date: through its end
         ("2020-10-02 00:00:00 UTC", 3),
@@ -390,23 +409,32 @@ def test_event_time_range_max_event_time_is_configurable(tmp_path):
         _validate(tmp_path, path, max_event_time=datetime(1969, 1, 1))
 
 
-@pytest.mark.parametrize("price, why", [
-    ("10000000000000000", "1e16"),
-    ("10000000000000000.00", "1e16"),
-    ("99999999999999999999999999", "1e16"),
-    ("1.234", "more than 2 decimals"),
-    ("0.001", "more than 2 decimals"),
-    ("9999999999999999.99", "double"),  # < 1e16, but the double it travels as is 1e16
-    ("99999999999999.99", "double"),  # 16 significant digits: the double is 99999999999999.98
-])
+@pytest.mark.parametrize(
+    "price, why",
+    [
+        ("10000000000000000", "1e16"),
+        ("10000000000000000.00", "1e16"),
+        ("99999999999999999999999999", "1e16"),
+        ("1.234", "more than 2 decimals"),
+        ("0.001", "more than 2 decimals"),
+        ("9999999999999999.99", "double"),  # < 1e16, but the double it travels as is 1e16
+        ("99999999999999.99", "double"),  # 16 significant digits: the double is 99999999999999.98
+    ],
+)
 def test_price_range_quarantines_what_decimal_18_2_cannot_hold(tmp_path, price, why):
     assert why in _one_rejected(tmp_path, _with(price=price), "price_range")["detail"]
 
 
-@pytest.mark.parametrize("price, staged", [
-    ("9999999999999", 9999999999999), ("1234567890123.45", 1234567890123.45), ("1.230", 1.23),
-    ("0000000000000000001.50", 1.5), ("1234567890123456", 1234567890123456),
-])
+@pytest.mark.parametrize(
+    "price, staged",
+    [
+        ("9999999999999", 9999999999999),
+        ("1234567890123.45", 1234567890123.45),
+        ("1.230", 1.23),
+        ("0000000000000000001.50", 1.5),
+        ("1234567890123456", 1234567890123456),
+    ],
+)
 def test_price_range_keeps_prices_that_fit(tmp_path, price, staged):
     result = _validate(tmp_path, _csv_file(tmp_path, _with(price=price)))
     assert result.rows_accepted == 1, _quarantine(result)
@@ -473,12 +501,15 @@ def test_a_line_with_no_newline_for_many_megabytes_stays_bounded(tmp_path):
     assert "8,000,000 characters" in _quarantine(result)[0]["detail"]
 
 
-@pytest.mark.parametrize("bad", [
-    b"\xff",  # never valid
-    b"caf\xc3",  # a lead byte without its continuation
-    b"\xed\xa0\x80",  # an encoded surrogate
-    b"\xc0\xaf",  # an overlong encoding of "/"
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\xff",  # never valid
+        b"caf\xc3",  # a lead byte without its continuation
+        b"\xed\xa0\x80",  # an encoded surrogate
+        b"\xc0\xaf",  # an overlong encoding of "/"
+    ],
+)
 def test_invalid_utf8_is_quarantined_unaltered(tmp_path, bad):
     raw = _with(brand="BRAND").encode().replace(b"BRAND", bad)
     result = _validate(tmp_path, _bytes_file(tmp_path, GOOD_ROW.encode(), raw, _with(brand="löwe").encode()))
@@ -522,8 +553,9 @@ def test_an_unclosed_quote_quarantines_only_its_line(tmp_path):
 
 def test_an_unclosed_quote_stops_at_max_message_bytes(tmp_path):
     rows = [_with(price=f"{i}.00") for i in range(1, 40)]  # ~ 4,700 characters
-    result = _validate(tmp_path, _csv_file(tmp_path, _with(brand='"open'), *rows, _with(brand='x"')),
-                       max_message_bytes=1024)
+    result = _validate(
+        tmp_path, _csv_file(tmp_path, _with(brand='"open'), *rows, _with(brand='x"')), max_message_bytes=1024
+    )
     assert (result.rows_read, result.rows_accepted, _rules(result)) == (41, 40, {"column_count": 1})
     assert "within 1,024 characters" in _quarantine(result)[0]["detail"]
 
@@ -577,15 +609,18 @@ def test_corrupt_gz_fails_naming_the_file_not_its_bytes(tmp_path, content):
 SECRET = "wJalrXUtnFEMI-planted-secret-K7MDENG"
 
 
-@pytest.mark.parametrize("first_line", [
-    f"AWS_SECRET_ACCESS_KEY={SECRET}".encode(),
-    f"PATH=/usr/bin\x00MINIO_ROOT_PASSWORD={SECRET}\x00HOME=/root\x00".encode(),  # /proc/self/environ
-    f"root:x:0:0:{SECRET}:/root:/bin/bash".encode(),  # /etc/passwd
-    SECRET.encode(),  # one identifier-like token
-    f"{SECRET},password".encode(),  # a list of names, none of them a column
-    f"event_time,{SECRET}=1".encode(),  # a column name and something that is not a name
-    f"event_time,{SECRET}\xff".encode("latin-1"),
-])
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        f"AWS_SECRET_ACCESS_KEY={SECRET}".encode(),
+        f"PATH=/usr/bin\x00MINIO_ROOT_PASSWORD={SECRET}\x00HOME=/root\x00".encode(),  # /proc/self/environ
+        f"root:x:0:0:{SECRET}:/root:/bin/bash".encode(),  # /etc/passwd
+        SECRET.encode(),  # one identifier-like token
+        f"{SECRET},password".encode(),  # a list of names, none of them a column
+        f"event_time,{SECRET}=1".encode(),  # a column name and something that is not a name
+        f"event_time,{SECRET}\xff".encode("latin-1"),
+    ],
+)
 def test_header_error_never_echoes_the_content_of_an_unaccepted_file(tmp_path, first_line):
     path = tmp_path / "planted.csv"
     path.write_bytes(first_line + b"\n" + f"second line {SECRET}".encode() + b"\n")
@@ -629,33 +664,43 @@ def test_huge_integers_are_integral_rejects_not_crashes(tmp_path):
 
 def test_every_rule_at_once_exact_counts_per_rule(tmp_path):
     rows = [
-        GOOD_ROW.encode(),                                                      # 2 accepted
-        _with(brand="X").encode().replace(b"X", b"\xff"),                        # 3 invalid_utf8
-        _with(price="1,5").encode(),                                             # 4 column_count
-        _with(brand="b" * 40_000).encode(),                                      # 5 field_too_long
-        _with(user_id="").encode(),                                              # 6 required_field_missing
-        _with(event_time="2020-09-24T11:57:06Z").encode(),                       # 7 event_time_format
-        _with(event_time="1900-01-01 00:00:00 UTC").encode(),                    # 8 event_time_range
-        _with(event_time="9999-12-31 23:59:59 UTC").encode(),                    # 9 event_time_range
-        _with(event_type="click").encode(),                                      # 10 event_type_domain
-        _with(product_id="p1").encode(),                                         # 11 product_id_integral
-        _with(category_id="1.5").encode(),                                       # 12 category_id_integral
-        _with(user_id="9" * 20).encode(),                                        # 13 user_id_integral
-        _with(price="NaN").encode(),                                             # 14 price_decimal
-        _with(price="10000000000000000").encode(),                               # 15 price_range
-        _with(price="1.999").encode(),                                           # 16 price_range
-        _with(brand="m" * (MAX_LINE_CHARS + 1)).encode(),                        # 17 message_too_large
-        GOOD_ROW.encode(),                                                       # 18 duplicate_row
-        _with(brand='"multi\nline"').encode(),                                   # 19-20 accepted
-        _with(price="5.00").encode(),                                            # 21 accepted
+        GOOD_ROW.encode(),  # 2 accepted
+        _with(brand="X").encode().replace(b"X", b"\xff"),  # 3 invalid_utf8
+        _with(price="1,5").encode(),  # 4 column_count
+        _with(brand="b" * 40_000).encode(),  # 5 field_too_long
+        _with(user_id="").encode(),  # 6 required_field_missing
+        _with(event_time="2020-09-24T11:57:06Z").encode(),  # 7 event_time_format
+        _with(event_time="1900-01-01 00:00:00 UTC").encode(),  # 8 event_time_range
+        _with(event_time="9999-12-31 23:59:59 UTC").encode(),  # 9 event_time_range
+        _with(event_type="click").encode(),  # 10 event_type_domain
+        _with(product_id="p1").encode(),  # 11 product_id_integral
+        _with(category_id="1.5").encode(),  # 12 category_id_integral
+        _with(user_id="9" * 20).encode(),  # 13 user_id_integral
+        _with(price="NaN").encode(),  # 14 price_decimal
+        _with(price="10000000000000000").encode(),  # 15 price_range
+        _with(price="1.999").encode(),  # 16 price_range
+        _with(brand="m" * (MAX_LINE_CHARS + 1)).encode(),  # 17 message_too_large
+        GOOD_ROW.encode(),  # 18 duplicate_row
+        _with(brand='"multi\nline"').encode(),  # 19-20 accepted
+        _with(price="5.00").encode(),  # 21 accepted
     ]
     result = _validate(tmp_path, _bytes_file(tmp_path, *rows))
     assert result.rows_read == 19 and result.rows_accepted == 3 and result.rows_quarantined == 16
     assert result.rejects_by_rule == {rule: 0 for rule in RULES} | {
-        "invalid_utf8": 1, "column_count": 1, "field_too_long": 1, "required_field_missing": 1,
-        "event_time_format": 1, "event_time_range": 2, "event_type_domain": 1, "product_id_integral": 1,
-        "category_id_integral": 1, "user_id_integral": 1, "price_decimal": 1, "price_range": 2,
-        "message_too_large": 1, "duplicate_row": 1,
+        "invalid_utf8": 1,
+        "column_count": 1,
+        "field_too_long": 1,
+        "required_field_missing": 1,
+        "event_time_format": 1,
+        "event_time_range": 2,
+        "event_type_domain": 1,
+        "product_id_integral": 1,
+        "category_id_integral": 1,
+        "user_id_integral": 1,
+        "price_decimal": 1,
+        "price_range": 2,
+        "message_too_large": 1,
+        "duplicate_row": 1,
     }
     assert [int(r["line_number"]) for r in _quarantine(result)] == list(range(3, 19))
     assert result.rows_invalid == 15
@@ -676,7 +721,12 @@ def _digests(*pairs: tuple[int, int]):
 def test_digest_set_within_and_across_batches():
     seen = _DigestSet(expected=10)
     assert seen.add_batch(_digests((1, 1), (2, 1), (1, 1), (1, 3), (1, 1))).tolist() == [
-        False, False, True, False, True]
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
     assert seen.add_batch(_digests((2, 1), (5, 5), (1, 3), (5, 5))).tolist() == [True, False, True, True]
     assert len(seen) == 4
 
@@ -689,7 +739,7 @@ def test_digest_set_grows_and_keeps_what_it_holds():
     keys["lo"] |= np.uint64(1)
     seen = _DigestSet(expected=100)  # far too small: it doubles as it goes
     for start in range(0, len(keys), 7_000):
-        assert not seen.add_batch(keys[start:start + 7_000]).any()
+        assert not seen.add_batch(keys[start : start + 7_000]).any()
     assert len(seen) == len(keys) and seen.nbytes >= len(keys) * 16 / _DigestSet.MAX_LOAD
     assert seen.add_batch(keys[::-1]).all()
     # same high half, other low half: not a duplicate
@@ -701,9 +751,15 @@ def test_digest_set_grows_and_keeps_what_it_holds():
 def test_duplicates_across_many_batches_keep_the_first_and_the_line_order(tmp_path, monkeypatch):
     monkeypatch.setattr(validation, "_BATCH_ROWS", 3)
     rows = [_with(price=f"{i % 7}.00") for i in range(30)]  # 7 distinct rows, 23 copies
-    result = _validate(tmp_path, _csv_file(tmp_path, "", *rows[:15], name="a.csv"),
-                       _csv_file(tmp_path, *rows[15:], "", name="b.csv"))
-    assert (result.rows_read, result.rows_accepted, _rules(result), result.blank_lines) == (30, 7, {"duplicate_row": 23}, 2)
+    result = _validate(
+        tmp_path, _csv_file(tmp_path, "", *rows[:15], name="a.csv"), _csv_file(tmp_path, *rows[15:], "", name="b.csv")
+    )
+    assert (result.rows_read, result.rows_accepted, _rules(result), result.blank_lines) == (
+        30,
+        7,
+        {"duplicate_row": 23},
+        2,
+    )
     lines = [(Path(r["source_file"]).name, int(r["line_number"])) for r in _quarantine(result)]
     assert lines == sorted(lines) and len(lines) == 23
     assert [json.loads(v)["price"] for _, v in read_staged_messages(result.staging_path)] == list(range(7))
@@ -725,8 +781,11 @@ def _s3_client():
     import boto3
 
     return boto3.client(
-        "s3", endpoint_url=os.environ["MINIO_ENDPOINT"], aws_access_key_id=os.environ["MINIO_ROOT_USER"],
-        aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"], region_name="us-east-1",
+        "s3",
+        endpoint_url=os.environ["MINIO_ENDPOINT"],
+        aws_access_key_id=os.environ["MINIO_ROOT_USER"],
+        aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"],
+        region_name="us-east-1",
     )
 
 
@@ -760,15 +819,21 @@ def test_operator_publishes_quarantine_and_report_as_run_evidence(evidence, data
     sample.write_bytes(SAMPLE.read_bytes())
     bucket, prefix = evidence
     operator = ValidateEventsOperator(
-        task_id="validate", input_target=str(sample), staging_dir=str(tmp_path / "staging"),
-        evidence_prefix=prefix, bucket=bucket, max_reject_fraction=0.05,
+        task_id="validate",
+        input_target=str(sample),
+        staging_dir=str(tmp_path / "staging"),
+        evidence_prefix=prefix,
+        bucket=bucket,
+        max_reject_fraction=0.05,
     )
     out = operator.execute(context={})
     json.dumps(out)
     assert (out["rows_read"], out["rows_accepted"], out["rows_quarantined"]) == (316, 301, 15)
     assert out["files"] == [str(sample.resolve())]
     assert out["quarantine_uri"] == f"s3://{bucket}/{prefix}/quarantine.csv"
-    quarantine = list(csv.DictReader(_read_object(_s3_client(), bucket, f"{prefix}/quarantine.csv").decode().splitlines()))
+    quarantine = list(
+        csv.DictReader(_read_object(_s3_client(), bucket, f"{prefix}/quarantine.csv").decode().splitlines())
+    )
     assert {int(r["line_number"]): r["rule"] for r in quarantine} == EXPECTED_QUARANTINE
     report = json.loads(_read_object(_s3_client(), bucket, f"{prefix}/validation_report.json"))
     assert report["status"] == "passed" and report["rejects_by_rule"] == out["rejects_by_rule"]
@@ -781,8 +846,11 @@ def test_operator_refuses_a_file_outside_the_data_directory(evidence, data_dir, 
     from ecommerce_profiles.operators.validate import ValidateEventsOperator
 
     operator = ValidateEventsOperator(
-        task_id="validate", input_target="/proc/self/environ", staging_dir=str(tmp_path / "staging"),
-        evidence_prefix=evidence[1], bucket=evidence[0],
+        task_id="validate",
+        input_target="/proc/self/environ",
+        staging_dir=str(tmp_path / "staging"),
+        evidence_prefix=evidence[1],
+        bucket=evidence[0],
     )
     with pytest.raises(AirflowException, match="outside the data directory"):
         operator.execute(context={})
@@ -797,8 +865,12 @@ def test_operator_over_threshold_uploads_the_report_then_fails(evidence, data_di
     (data_dir / "sample_events.csv").write_bytes(SAMPLE.read_bytes())
     bucket, prefix = evidence
     operator = ValidateEventsOperator(
-        task_id="validate", input_target="sample_events.csv", staging_dir=str(tmp_path), evidence_prefix=prefix,
-        bucket=bucket, max_reject_fraction="0.01",  # templated -> str
+        task_id="validate",
+        input_target="sample_events.csv",
+        staging_dir=str(tmp_path),
+        evidence_prefix=prefix,
+        bucket=bucket,
+        max_reject_fraction="0.01",  # templated -> str
     )
     with pytest.raises(AirflowException) as err:
         operator.execute(context={})
@@ -810,5 +882,10 @@ def test_operator_over_threshold_uploads_the_report_then_fails(evidence, data_di
 def test_digest_set_rows_sharing_the_high_half_are_told_apart():
     seen = _DigestSet(expected=10)
     assert seen.add_batch(_digests((7, 1), (7, 3), (7, 1), (7, 5), (7, 3))).tolist() == [
-        False, False, True, False, True]
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
     assert seen.add_batch(_digests((7, 5), (7, 9))).tolist() == [True, False]

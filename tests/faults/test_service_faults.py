@@ -52,8 +52,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from ecommerce_profiles.generator import write_events_csv
-from ecommerce_profiles.producer import produce_run
+from bench.generator import write_events_csv
+from ecommerce_profiles.core.producer import produce_run
 from tests.support.faults import (
     Attempt,
     DagRun,
@@ -69,8 +69,8 @@ from tests.support.faults import (
 
 RUN_DATE = "2020-11-17"
 INPUT = "exports/events-2020-11-17.csv"
-EVENTS = 3000                  # rows of the one-shot file (a few are planted bad rows)
-OUTAGE_SECONDS = 20            # how long MinIO, and Kafka in the middle of producing, stay down
+EVENTS = 3000  # rows of the one-shot file (a few are planted bad rows)
+OUTAGE_SECONDS = 20  # how long MinIO, and Kafka in the middle of producing, stay down
 # Frames of a JVM thread inside an S3 request (AWS SDK v1 under S3A) or S3A's retry loop.
 S3_REQUEST_FRAMES = ("com.amazonaws.http.AmazonHttpClient", "org.apache.hadoop.fs.s3a.Invoker")
 
@@ -122,8 +122,10 @@ def stack(planned, tmp_path_factory):
     private, started = planned.stack, time.time()
     try:
         private.up()
-        _log(f"private stack up in {time.time() - started:.0f}s under {private.root} "
-             f"(kafka {private.kafka_address}, minio {private.minio_url}, elasticsearch {private.elasticsearch_url})")
+        _log(
+            f"private stack up in {time.time() - started:.0f}s under {private.root} "
+            f"(kafka {private.kafka_address}, minio {private.minio_url}, elasticsearch {private.elasticsearch_url})"
+        )
         yield private
     finally:
         private.tear_down()
@@ -169,13 +171,19 @@ def runs(planned, stack) -> dict[str, Run]:
             stack.start(service)
         raise
     clean_result, faulted_result = clean.finish(), faulted.finish()
-    _log(f"clean run: {'succeeded' if clean_result.succeeded else 'FAILED'} in {clean_result.seconds:.0f}s "
-         f"({clean_result.log_path})")
-    _log(f"faulted run: {'succeeded' if faulted_result.succeeded else 'FAILED'} in {faulted_result.seconds:.0f}s "
-         f"({faulted_result.log_path})")
+    _log(
+        f"clean run: {'succeeded' if clean_result.succeeded else 'FAILED'} in {clean_result.seconds:.0f}s "
+        f"({clean_result.log_path})"
+    )
+    _log(
+        f"faulted run: {'succeeded' if faulted_result.succeeded else 'FAILED'} in {faulted_result.seconds:.0f}s "
+        f"({faulted_result.log_path})"
+    )
     assert clean_result.succeeded, clean_result.log[-6000:]
-    out = {"clean": Run(clean_pipeline, clean_result, end_state(clean_pipeline)),
-           "faulted": Run(faulted_pipeline, faulted_result, end_state(faulted_pipeline), notes)}
+    out = {
+        "clean": Run(clean_pipeline, clean_result, end_state(clean_pipeline)),
+        "faulted": Run(faulted_pipeline, faulted_result, end_state(faulted_pipeline), notes),
+    }
     _write_observations(out["faulted"], out["clean"])
     return out
 
@@ -218,8 +226,10 @@ def _inject_faults(stack: PrivateStack, run: DagRun, clean: DagRun, notes: dict)
     time.sleep(max(0.0, notes["minio_stopped_at"] + OUTAGE_SECONDS - time.time()))
     notes["minio_restart_seconds"] = stack.start("minio")
     notes["minio_up_at"] = time.time()
-    _log(f"minio up again after {notes['minio_up_at'] - notes['minio_stopped_at']:.0f}s down; "
-         f"S3 requests seen waiting in threads {notes['s3_threads_while_down'][:3]}")
+    _log(
+        f"minio up again after {notes['minio_up_at'] - notes['minio_stopped_at']:.0f}s down; "
+        f"S3 requests seen waiting in threads {notes['s3_threads_while_down'][:3]}"
+    )
 
     # 3. Elasticsearch: down as the job starts indexing; restarted at once (20-70 s to healthy).
     line = run.wait_for(r"stage write_elasticsearch: started", after=line)
@@ -246,10 +256,20 @@ def _s3_requests_in_driver(pipeline: PrivatePipeline, deadline: float) -> list[s
 
 def _write_observations(faulted: Run, clean: Run) -> None:
     """What each fault did, next to the run's log (for docs/hostile-input.md and debugging)."""
-    attempts = {task: [{"failed": a.failed, "seconds": round(a.ended - a.started, 1), "errors": a.error_lines(6)}
-                       for a in faulted.result.task_attempts(task)] for task in ("produce_events", "build_profiles")}
-    report = {"notes": faulted.notes, "attempts": attempts, "faulted_seconds": round(faulted.result.seconds),
-              "clean_seconds": round(clean.result.seconds), "counts": faulted.state.counts}
+    attempts = {
+        task: [
+            {"failed": a.failed, "seconds": round(a.ended - a.started, 1), "errors": a.error_lines(6)}
+            for a in faulted.result.task_attempts(task)
+        ]
+        for task in ("produce_events", "build_profiles")
+    }
+    report = {
+        "notes": faulted.notes,
+        "attempts": attempts,
+        "faulted_seconds": round(faulted.result.seconds),
+        "clean_seconds": round(clean.result.seconds),
+        "counts": faulted.state.counts,
+    }
     path = faulted.pipeline.root / "observations.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     _log(f"observations: {path}")
@@ -300,15 +320,23 @@ def test_kafka_stopped_mid_produce_for_20s_loses_and_doubles_nothing(stack, tmp_
     total = 20_000
     topic = f"faults_mid_produce_{uuid.uuid4().hex[:8]}"
     staging = tmp_path / "messages.tsv"
-    staged = [(str(1515915625000000000 + i % 997).encode(), json.dumps({"n": i, "pad": "x" * 200}).encode())
-              for i in range(total)]
+    staged = [
+        (str(1515915625000000000 + i % 997).encode(), json.dumps({"n": i, "pad": "x" * 200}).encode())
+        for i in range(total)
+    ]
     staging.write_bytes(b"".join(key + b"\t" + value + b"\n" for key, value in staged))
     hook = _StopKafkaMidway(stack, total)
 
     started = time.time()
-    summary = produce_run(lambda settings: Producer({"bootstrap.servers": stack.kafka_address, **settings}),
-                          AdminClient({"bootstrap.servers": stack.kafka_address}), staging, topic,
-                          num_partitions=3, progress_every=1000, logger=hook)
+    summary = produce_run(
+        lambda settings: Producer({"bootstrap.servers": stack.kafka_address, **settings}),
+        AdminClient({"bootstrap.servers": stack.kafka_address}),
+        staging,
+        topic,
+        num_partitions=3,
+        progress_every=1000,
+        logger=hook,
+    )
     returned_at = time.time()
     assert hook.restarter is not None, "Kafka was never stopped"
     hook.restarter.join(timeout=300)
@@ -325,15 +353,24 @@ def test_kafka_stopped_mid_produce_for_20s_loses_and_doubles_nothing(stack, tmp_
 
 def _consume(stack: PrivateStack, topic: str, starting: str, ending: str) -> list[tuple[bytes, bytes]]:
     start, end = json.loads(starting)[topic], json.loads(ending)[topic]
-    consumer = Consumer({"bootstrap.servers": stack.kafka_address, "group.id": f"faults-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_address,
+            "group.id": f"faults-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, int(p), int(o)) for p, o in start.items()])
     remaining = {int(p): int(end[p]) - int(o) for p, o in start.items() if int(end[p]) > int(o)}
     messages, deadline = [], time.time() + 120
     try:
         while remaining and time.time() < deadline:
             for message in consumer.consume(num_messages=5000, timeout=1.0):
-                if message.error() or message.partition() not in remaining or message.offset() >= int(end[str(message.partition())]):
+                if (
+                    message.error()
+                    or message.partition() not in remaining
+                    or message.offset() >= int(end[str(message.partition())])
+                ):
                     continue
                 messages.append((message.key(), message.value()))
                 remaining[message.partition()] -= 1
@@ -390,8 +427,9 @@ def test_elasticsearch_down_fails_build_profiles_naming_it_and_the_retry_complet
     # Elasticsearch address (the authenticating proxy, which answers 502 while ES is down, when
     # .env routes the pipeline through it).
     assert re.search(r"org\.elasticsearch\.hadoop\.\S*(Exception|Invalid\w*): ", failing), first.error_lines()
-    assert f"server[{faulted_run.pipeline.es_address}]" in failing or f"[{faulted_run.pipeline.es_address}]" in failing, \
-        first.error_lines()
+    assert (
+        f"server[{faulted_run.pipeline.es_address}]" in failing or f"[{faulted_run.pipeline.es_address}]" in failing
+    ), first.error_lines()
     assert notes["es_up_at"] < retry.first(r"stage write_elasticsearch: started")[0]
     assert not retry.failed and retry.first(r"stage write_elasticsearch: done")
 
@@ -403,10 +441,10 @@ def test_end_state_equals_a_clean_run(faulted_run, clean_run):
     assert notes["clean_read_kafka_done_at"] < notes["kafka_stopped_at"]
     assert notes["clean_finished_at"] < notes["minio_stopped_at"] < notes["es_stopped_at"]
     faulted, clean = faulted_run.state, clean_run.state
-    assert faulted.docs == clean.docs                      # ES documents behind the alias, by _id and content
-    assert faulted.archive == clean.archive                # raw/events rows, as a multiset
-    assert faulted.snapshot == clean.snapshot              # profiles/snapshot_date=... rows
-    assert faulted.counts == clean.counts                  # every count of run_summary.json
+    assert faulted.docs == clean.docs  # ES documents behind the alias, by _id and content
+    assert faulted.archive == clean.archive  # raw/events rows, as a multiset
+    assert faulted.snapshot == clean.snapshot  # profiles/snapshot_date=... rows
+    assert faulted.counts == clean.counts  # every count of run_summary.json
     assert len(faulted.summaries) == len(clean.summaries) == 1
     assert len(faulted.indices) == 1, f"the retry must reuse the run's index: {faulted.indices}"
 
@@ -416,6 +454,9 @@ def test_nothing_lost(faulted_run):
     assert counts["rows_read"] == EVENTS
     assert counts["rows_read"] == counts["rows_accepted"] + counts["rows_quarantined"]
     assert counts["rows_accepted"] == counts["events_produced"]
-    assert counts["events_produced"] == counts["duplicates_in_run"] + counts["already_archived"] + counts["events_archived"]
+    assert (
+        counts["events_produced"]
+        == counts["duplicates_in_run"] + counts["already_archived"] + counts["events_archived"]
+    )
     assert sum(state.archive.values()) == counts["events_archived"]
     assert counts["profiles"] == len(state.docs) == sum(state.snapshot.values())

@@ -8,11 +8,23 @@ from collections import Counter
 
 import pytest
 
-from ecommerce_profiles.kibana_objects import NDJSON_PATH, build, render
-from ecommerce_profiles.schemas import PROFILE_COLUMNS, es_mapping
+from ecommerce_profiles.core.schemas import PROFILE_COLUMNS, es_mapping
+from tests.support.kibana_objects import NDJSON_PATH, build, render
 
-AGGREGATABLE_ES_TYPES = {"keyword", "integer", "long", "short", "byte", "double", "float", "half_float",
-                         "scaled_float", "date", "boolean", "ip"}
+AGGREGATABLE_ES_TYPES = {
+    "keyword",
+    "integer",
+    "long",
+    "short",
+    "byte",
+    "double",
+    "float",
+    "half_float",
+    "scaled_float",
+    "date",
+    "boolean",
+    "ip",
+}
 NUMERIC_ES_TYPES = {"integer", "long", "short", "byte", "double", "float", "half_float", "scaled_float"}
 METRIC_OPERATIONS = {"sum", "average", "min", "max", "median", "standard_deviation", "percentile"}
 LENS_RECORDS = "___records___"
@@ -41,7 +53,7 @@ def lens_columns(objects: list[dict]):
 
 def test_file_is_generated_from_the_builder():
     assert NDJSON_PATH.read_text() == render(build()), (
-        "customer_profiles.ndjson is stale: run `python -m ecommerce_profiles.kibana_objects`"
+        "customer_profiles.ndjson is stale: run `python -m tests.support.kibana_objects`"
     )
 
 
@@ -100,8 +112,9 @@ def test_lens_accessors_point_at_defined_columns(objects):
         vis = state["visualization"]
         used = set()
         for vis_layer in vis.get("layers", [vis]):
-            used |= set(vis_layer.get("accessors", []) + vis_layer.get("primaryGroups", [])
-                        + vis_layer.get("metrics", []))
+            used |= set(
+                vis_layer.get("accessors", []) + vis_layer.get("primaryGroups", []) + vis_layer.get("metrics", [])
+            )
             used |= {vis_layer[k] for k in ("xAccessor", "splitAccessor") if vis_layer.get(k)}
             used |= {c["columnId"] for c in vis_layer.get("columns", [])}
         assert used and used <= columns, chart["id"]
@@ -141,8 +154,17 @@ def test_chart_fields_exist_in_the_profile_schema_and_aggregate(objects):
             assert column["dataType"] == "number"
         used.add(field)
     # The charts the dashboard promises are built on these fields.
-    assert {"rfm_segment", "views", "carts", "purchases", "top_category", "revenue", "user_id",
-            "recency_days", "f_score"} <= used
+    assert {
+        "rfm_segment",
+        "views",
+        "carts",
+        "purchases",
+        "top_category",
+        "revenue",
+        "user_id",
+        "recency_days",
+        "f_score",
+    } <= used
 
     [data_view] = of_type(objects, "index-pattern")
     for field in json.loads(data_view["attributes"]["fieldFormatMap"]):

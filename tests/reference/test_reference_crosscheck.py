@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 import pytest
 from pyspark.sql import functions as F
 
-from ecommerce_profiles.generator import DEFAULT_EVENT_MIX, write_events_csv
-from ecommerce_profiles.schemas import PROFILE_FIELDS
-from ecommerce_profiles.spark_jobs.profile_transforms import PROFILE_SCHEMA, build_profiles, read_events_csv
-from ecommerce_profiles.duckdb_reference import duckdb_profiles
+from bench.duckdb_reference import duckdb_profiles
+from bench.generator import DEFAULT_EVENT_MIX, write_events_csv
+from ecommerce_profiles.core.schemas import PROFILE_FIELDS
+from spark_jobs.profile_transforms import PROFILE_SCHEMA, build_profiles, read_events_csv
 
 N_EVENTS = 120_000
 SNAPSHOT = dt.date(2021, 1, 15)  # inside the generated range (2020-09-24 .. 2021-02-28)
@@ -58,9 +58,7 @@ def _spark_rows(spark, csv_path) -> list[dict]:
     profiles = build_profiles(read_events_csv(spark, str(csv_path)), SNAPSHOT)
     assert profiles.schema == PROFILE_SCHEMA
     # Timestamps compared as epoch microseconds: collect() would turn them into local-time datetimes.
-    as_plain = [
-        F.unix_micros(f.name).alias(f.name) if f.type == "timestamp" else F.col(f.name) for f in PROFILE_FIELDS
-    ]
+    as_plain = [F.unix_micros(f.name).alias(f.name) if f.type == "timestamp" else F.col(f.name) for f in PROFILE_FIELDS]
     return [row.asDict() for row in profiles.select(*as_plain).orderBy("user_id").collect()]
 
 

@@ -17,7 +17,7 @@ import pyarrow.fs
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ecommerce_profiles.spark_jobs.spark_conf import job_conf, s3a_conf_from_env, spark_submit_command
+from ecommerce_profiles.spark_submit_conf import job_conf, s3a_conf_from_env, spark_submit_command
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MASTER = "local[2]"
@@ -64,7 +64,10 @@ def watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     try:
         while True:
             try:
-                return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+                return {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in range(partitions)
+                }
             except KafkaException:
                 # NOT_LEADER_FOR_PARTITION / LEADER_NOT_AVAILABLE right after create_topics
                 # (librdkafka does not flag them retriable here).
@@ -99,8 +102,9 @@ def spark_submit_argv(application: Path, args: list[str], driver_memory: str = "
     )
 
 
-def run_spark_submit(application: Path, args: list[str], log: Path, driver_memory: str = "1g",
-                     expect_success: bool = True) -> str:
+def run_spark_submit(
+    application: Path, args: list[str], log: Path, driver_memory: str = "1g", expect_success: bool = True
+) -> str:
     """spark-submit ``application`` on local[2] with the cached jars and MinIO conf; return its log.
 
     Fails with the end of the log when the job's exit status is not the expected one.

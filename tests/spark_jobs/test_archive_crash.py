@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import boto3
 import pyarrow.dataset as ds
@@ -35,10 +35,10 @@ from spark_io_support import (
     watermarks,
 )
 
-from ecommerce_profiles.lake import ARCHIVE_PREFIX, archive_file_partition
-from ecommerce_profiles.paths import SPARK_JOB_FILE
-from ecommerce_profiles.schemas import es_mapping
-from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_FOLDER, offsets_json
+from ecommerce_profiles.core.lake import ARCHIVE_PREFIX, archive_file_partition
+from ecommerce_profiles.core.paths import SPARK_JOB_FILE
+from ecommerce_profiles.core.schemas import es_mapping
+from spark_jobs.spark_conf import MAGIC_FOLDER, offsets_json
 
 FIRST_DAY = date(2020, 1, 1)
 DAYS = 120
@@ -48,20 +48,32 @@ BATCH = "drop-crash-test"
 def events() -> list[dict]:
     out = []
     for day in range(DAYS):
-        moment = datetime.combine(FIRST_DAY + timedelta(days=day), datetime.min.time(), tzinfo=timezone.utc)
+        moment = datetime.combine(FIRST_DAY + timedelta(days=day), datetime.min.time(), tzinfo=UTC)
         for n in range(8):
-            out.append({"event_time": (moment + timedelta(hours=n, minutes=day % 60)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "event_type": "purchase" if n == 7 else "view", "product_id": 1000 + n,
-                        "category_id": 2144415922528452715, "category_code": "electronics.audio.headphone",
-                        "brand": "sony" if n % 2 else "", "price": 10.0 + n, "user_id": 1515915625440000000 + day % 30,
-                        "user_session": f"s-{day}-{n // 4}"})
+            out.append(
+                {
+                    "event_time": (moment + timedelta(hours=n, minutes=day % 60)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "event_type": "purchase" if n == 7 else "view",
+                    "product_id": 1000 + n,
+                    "category_id": 2144415922528452715,
+                    "category_code": "electronics.audio.headphone",
+                    "brand": "sony" if n % 2 else "",
+                    "price": 10.0 + n,
+                    "user_id": 1515915625440000000 + day % 30,
+                    "user_session": f"s-{day}-{n // 4}",
+                }
+            )
     return out
 
 
 def s3_client():
-    return boto3.client("s3", endpoint_url=os.environ["MINIO_ENDPOINT"], region_name="us-east-1",
-                        aws_access_key_id=os.environ["MINIO_ROOT_USER"],
-                        aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"])
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["MINIO_ENDPOINT"],
+        region_name="us-east-1",
+        aws_access_key_id=os.environ["MINIO_ROOT_USER"],
+        aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"],
+    )
 
 
 def pending_uploads(bucket: str, prefix: str) -> list[str]:
@@ -84,12 +96,30 @@ def job_inputs(stack, tmp_path):
     es = Elasticsearch(stack["elasticsearch"])
     index = f"test_archive_crash_{uuid.uuid4().hex[:12]}"
     es.indices.create(index=index, **es_mapping())
-    args = ["--bootstrap-servers", stack["kafka"], "--topic", topic,
-            "--starting-offsets", offsets_json(topic, starting), "--ending-offsets", offsets_json(topic, ending),
-            "--snapshot-date", (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat(), "--batch-id", BATCH,
-            "--lake-uri", f"s3a://{stack['bucket']}/{prefix}", "--es-nodes", stack["elasticsearch"],
-            "--es-index", index, "--summary-uri", f"s3a://{stack['bucket']}/{prefix}/summary.json",
-            "--expected-records", str(len(events()))]
+    args = [
+        "--bootstrap-servers",
+        stack["kafka"],
+        "--topic",
+        topic,
+        "--starting-offsets",
+        offsets_json(topic, starting),
+        "--ending-offsets",
+        offsets_json(topic, ending),
+        "--snapshot-date",
+        (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat(),
+        "--batch-id",
+        BATCH,
+        "--lake-uri",
+        f"s3a://{stack['bucket']}/{prefix}",
+        "--es-nodes",
+        stack["elasticsearch"],
+        "--es-index",
+        index,
+        "--summary-uri",
+        f"s3a://{stack['bucket']}/{prefix}/summary.json",
+        "--expected-records",
+        str(len(events())),
+    ]
     yield {"args": args, "bucket": stack["bucket"], "prefix": prefix, "archive": f"{prefix}/{ARCHIVE_PREFIX}/"}
     es.indices.delete(index=index, ignore_unavailable=True)
     delete_topic(stack["kafka"], topic)
@@ -112,8 +142,10 @@ def kill_when_a_file_is_pending(command: list[str], bucket: str, magic_prefix: s
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(30)
-    pytest.fail(f"the job ended (exit {process.returncode}) before any archive file was pending:\n"
-                + log_path.read_text()[-4000:])
+    pytest.fail(
+        f"the job ended (exit {process.returncode}) before any archive file was pending:\n"
+        + log_path.read_text()[-4000:]
+    )
 
 
 def test_a_job_killed_mid_archive_write_leaves_no_partial_batch_and_the_retry_is_exact(job_inputs, tmp_path):
@@ -127,9 +159,9 @@ def test_a_job_killed_mid_archive_write_leaves_no_partial_batch_and_the_retry_is
     markers = [k for k in keys(bucket, f"{archive}{MAGIC_FOLDER}/") if k.endswith(".parquet") and "/__base/" in k]
     assert markers
     crashed = [archive + marker.split("/__base/", 1)[1] for marker in markers]
-    assert all(archive_file_partition(key[len(archive):]) for key in crashed), crashed[:3]
+    assert all(archive_file_partition(key[len(archive) :]) for key in crashed), crashed[:3]
     assert any(pending_uploads(bucket, key) for key in crashed), "no upload was pending when the job was killed"
-    data_files = [k for k in keys(bucket, archive) if archive_file_partition(k[len(archive):])]
+    data_files = [k for k in keys(bucket, archive) if archive_file_partition(k[len(archive) :])]
     assert data_files == [], f"a killed first write left part of the batch: {data_files[:5]}"
 
     # The retry of the same batch: a first write again, every event once, nothing left over.
@@ -140,15 +172,16 @@ def test_a_job_killed_mid_archive_write_leaves_no_partial_batch_and_the_retry_is
     expected = {json.dumps(e, sort_keys=True) for e in events()}
     assert summary["events_archived"] == len(expected) == len(events())
     assert summary["dates_archived"] == [(FIRST_DAY + timedelta(days=d)).isoformat() for d in range(DAYS)]
-    table = ds.dataset(f"{bucket}/{archive}", filesystem=minio_filesystem(), format="parquet",
-                       partitioning="hive").to_table()
+    table = ds.dataset(
+        f"{bucket}/{archive}", filesystem=minio_filesystem(), format="parquet", partitioning="hive"
+    ).to_table()
     assert table.num_rows == len(expected)
     assert set(table.column("batch").to_pylist()) == {BATCH}
-    assert not [k for k in keys(bucket, archive) if f"/{MAGIC_FOLDER}/" in f"/{k[len(archive):]}"], \
+    assert not [k for k in keys(bucket, archive) if f"/{MAGIC_FOLDER}/" in f"/{k[len(archive) :]}"], (
         "the committer's records of the killed write are still there"
+    )
     files = list_files(minio_filesystem(), f"{bucket}/{archive}")
     assert len(files) == DAYS  # one file per date, nothing else
     # The killed write's files never appear: their uploads were never completed.
-    visible = {f.path[len(bucket) + 1:] for f in files}
+    visible = {f.path[len(bucket) + 1 :] for f in files}
     assert not visible & set(crashed)
-

@@ -1,4 +1,4 @@
-"""End to end: src/ecommerce_profiles/spark_jobs/customer_profiles.py via spark-submit against the real stack.
+"""End to end: spark_jobs/customer_profiles.py via spark-submit against the real stack.
 
 A few hundred hand-made events (with exact duplicates, three partitions, three dates and one
 date after the snapshot) go to a fresh topic; the job's outputs are checked in MinIO (archive,
@@ -14,7 +14,7 @@ import json
 import random
 import uuid
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -32,10 +32,10 @@ from spark_io_support import (
     watermarks,
 )
 
-from ecommerce_profiles.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, es_mapping
-from ecommerce_profiles.spark_jobs.spark_conf import offsets_json
+from ecommerce_profiles.core.paths import SPARK_JOB_FILE as JOB
+from ecommerce_profiles.core.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, es_mapping
+from spark_jobs.spark_conf import offsets_json
 
-from ecommerce_profiles.paths import SPARK_JOB_FILE as JOB
 PARTITIONS = 3
 DATES = [date(2020, 9, 24), date(2020, 9, 25), date(2020, 9, 26)]
 SNAPSHOT_DATE = date(2020, 9, 25)  # events of 2020-09-26 are archived but not profiled
@@ -56,21 +56,25 @@ def make_events(seed: int = 7) -> list[dict]:
         user_dates = DATES[2:] if user_index >= 20 else DATES[: 1 + user_index % 3]
         for day in user_dates:
             session = f"s-{user_id}-{day.isoformat()}"
-            start = datetime(day.year, day.month, day.day, rng.randrange(0, 22), rng.randrange(60), tzinfo=timezone.utc)
+            start = datetime(day.year, day.month, day.day, rng.randrange(0, 22), rng.randrange(60), tzinfo=UTC)
             for n in range(rng.randrange(3, 9)):
                 moment = start + timedelta(minutes=3 * n, seconds=rng.randrange(60))
                 kind = rng.choices(["view", "cart", "purchase", "remove_from_cart"], [70, 15, 10, 5])[0]
-                events.append({
-                    "event_time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "event_type": kind,
-                    "product_id": 1000 + rng.randrange(40),
-                    "category_id": 2144415922528452715 + rng.randrange(5),
-                    "category_code": rng.choice(["electronics.telephone", "computers.notebook", "", "electronics.audio.headphone"]),
-                    "brand": rng.choice(["samsung", "apple", "", "sony"]),
-                    "price": round(rng.uniform(1, 900), 2),
-                    "user_id": user_id,
-                    "user_session": session if n % 5 else rng.choice([session, ""]),
-                })
+                events.append(
+                    {
+                        "event_time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "event_type": kind,
+                        "product_id": 1000 + rng.randrange(40),
+                        "category_id": 2144415922528452715 + rng.randrange(5),
+                        "category_code": rng.choice(
+                            ["electronics.telephone", "computers.notebook", "", "electronics.audio.headphone"]
+                        ),
+                        "brand": rng.choice(["samsung", "apple", "", "sony"]),
+                        "price": round(rng.uniform(1, 900), 2),
+                        "user_id": user_id,
+                        "user_session": session if n % 5 else rng.choice([session, ""]),
+                    }
+                )
     return events
 
 
@@ -97,7 +101,7 @@ def parse_utc(text: str) -> datetime:
 
 def as_utc(value: datetime) -> datetime:
     """Parquet timestamps read back tz-aware (UTC-adjusted) or naive (then UTC by contract)."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------------------------------
@@ -146,28 +150,49 @@ def submit(stack, topic_range, es_index, lake, tmp_path_factory):
     logs = tmp_path_factory.mktemp("spark-logs")
     runs: list[dict] = []
 
-    def run_job(offset_range: tuple[str, dict, dict] | None = None, snapshot_date: date = SNAPSHOT_DATE,
-                run_date: date = RUN_DATE, es_index_name: str | None = None, batch_id: str = FIRST_BATCH,
-                expect_success: bool = True, profile_build: str = "auto") -> dict | str:
+    def run_job(
+        offset_range: tuple[str, dict, dict] | None = None,
+        snapshot_date: date = SNAPSHOT_DATE,
+        run_date: date = RUN_DATE,
+        es_index_name: str | None = None,
+        batch_id: str = FIRST_BATCH,
+        expect_success: bool = True,
+        profile_build: str = "auto",
+    ) -> dict | str:
         """The job over ``offset_range`` (default: the module's topic range) into the module's lake."""
         run_topic, run_starting, run_ending = offset_range or (topic, starting, ending)
         summary_key = f"{lake}/runs/run_date={run_date.isoformat()}/spark_summary_{len(runs)}.json"
         args = [
-            "--bootstrap-servers", stack["kafka"],
-            "--topic", run_topic,
-            "--starting-offsets", offsets_json(run_topic, run_starting),
-            "--ending-offsets", offsets_json(run_topic, run_ending),
-            "--snapshot-date", snapshot_date.isoformat(),
-            "--run-date", run_date.isoformat(),
-            "--lake-uri", f"s3a://{lake}",
-            "--es-nodes", stack["elasticsearch"],
-            "--es-index", es_index_name or index,
-            "--summary-uri", f"s3a://{summary_key}",
-            "--batch-id", batch_id,
-            "--expected-records", str(sum(run_ending.values()) - sum(run_starting.values())),
-            "--profile-build", profile_build,
+            "--bootstrap-servers",
+            stack["kafka"],
+            "--topic",
+            run_topic,
+            "--starting-offsets",
+            offsets_json(run_topic, run_starting),
+            "--ending-offsets",
+            offsets_json(run_topic, run_ending),
+            "--snapshot-date",
+            snapshot_date.isoformat(),
+            "--run-date",
+            run_date.isoformat(),
+            "--lake-uri",
+            f"s3a://{lake}",
+            "--es-nodes",
+            stack["elasticsearch"],
+            "--es-index",
+            es_index_name or index,
+            "--summary-uri",
+            f"s3a://{summary_key}",
+            "--batch-id",
+            batch_id,
+            "--expected-records",
+            str(sum(run_ending.values()) - sum(run_starting.values())),
+            "--profile-build",
+            profile_build,
         ]
-        log = run_spark_submit(JOB, args, logs / f"run{len(runs)}.log", driver_memory="2g", expect_success=expect_success)
+        log = run_spark_submit(
+            JOB, args, logs / f"run{len(runs)}.log", driver_memory="2g", expect_success=expect_success
+        )
         if not expect_success:
             return log
         with minio_filesystem().open_input_stream(summary_key) as stream:
@@ -203,7 +228,12 @@ def test_summary_counts_are_consistent(first_run, events, topic_range):
     assert first_run["spark_startup_seconds"] > 0
     # job_conf's collector reached the driver JVM through spark-submit (not G1, the JVM's default).
     assert first_run["jvm_garbage_collectors"] == ["PS MarkSweep", "PS Scavenge"]
-    assert set(first_run["stage_seconds"]) >= {"read_kafka", "archive", "build_and_write_snapshot", "write_elasticsearch"}
+    assert set(first_run["stage_seconds"]) >= {
+        "read_kafka",
+        "archive",
+        "build_and_write_snapshot",
+        "write_elasticsearch",
+    }
     assert first_run["profile_build"]["mode"] == "full"  # the lake holds no earlier snapshot
     assert first_run["archive_write"] == "first: append, magic committer"
     assert first_run["archive_dates_total"] == 2  # the snapshot's dates (the third is later)
@@ -241,7 +271,9 @@ def test_elasticsearch_has_one_document_per_user_equal_to_parquet(first_run, es_
     client.indices.refresh(index=index)
     assert client.count(index=index)["count"] == first_run["distinct_users"]
 
-    table = pq.ParquetDataset(f"{lake}/profiles/snapshot_date={SNAPSHOT_DATE.isoformat()}", filesystem=minio_filesystem()).read()
+    table = pq.ParquetDataset(
+        f"{lake}/profiles/snapshot_date={SNAPSHOT_DATE.isoformat()}", filesystem=minio_filesystem()
+    ).read()
     rows = table.to_pylist()
     busiest = max(rows, key=lambda r: (r["events"], r["user_id"]))
     # A profile with null fields (e.g. no purchase -> no avg_order_value): nulls must be kept.
@@ -283,7 +315,14 @@ def test_rerun_of_the_same_offsets_changes_nothing(first_run, submit, es_index, 
     assert max(content_after.values()) == 1, "an event is archived twice"
     client.indices.refresh(index=index)
     assert client.count(index=index)["count"] == first_run["distinct_users"]
-    for key in ("kafka_records", "events_archived", "archive_events_total", "profiles", "distinct_users", "dates_archived"):
+    for key in (
+        "kafka_records",
+        "events_archived",
+        "archive_events_total",
+        "profiles",
+        "distinct_users",
+        "dates_archived",
+    ):
         assert second_run[key] == first_run[key], key
     assert second_run["archive_write"] == "rerun: dynamic overwrite, classic committer"
 
@@ -298,8 +337,11 @@ def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, su
         for event in make_events(seed=11)
         if event["event_time"].startswith(DATES[0].isoformat())
     ]
-    late = [{**event, "product_id": event["product_id"] + 100_000} for event in make_events(seed=12)
-            if event["event_time"].startswith(DATES[0].isoformat())][:15]
+    late = [
+        {**event, "product_id": event["product_id"] + 100_000}
+        for event in make_events(seed=12)
+        if event["event_time"].startswith(DATES[0].isoformat())
+    ][:15]
     redelivered = events[:10]
     batch = f"drop-{next_day.isoformat()}"
     topic = f"test_profiles_next_{uuid.uuid4().hex[:12]}"
@@ -311,8 +353,9 @@ def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, su
         starting = watermarks(stack["kafka"], topic, PARTITIONS)
         produce_json_events(stack["kafka"], topic, new_events + late + redelivered)
         ending = watermarks(stack["kafka"], topic, PARTITIONS)
-        run = submit((topic, starting, ending), snapshot_date=next_day, run_date=next_day, es_index_name=index,
-                     batch_id=batch)
+        run = submit(
+            (topic, starting, ending), snapshot_date=next_day, run_date=next_day, es_index_name=index, batch_id=batch
+        )
 
         everything = events + new_events + late
         unique = {json.dumps(e, sort_keys=True) for e in everything}
@@ -327,27 +370,38 @@ def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, su
         assert run["profile_build"]["mode"] == "incremental", run["profile_build"]
         assert run["profile_build"]["previous_snapshot"] == SNAPSHOT_DATE.isoformat()
         changed = {e["user_id"] for e in new_events + late} | {
-            e["user_id"] for e in events if e["event_time"][:10] > SNAPSHOT_DATE.isoformat()}
+            e["user_id"] for e in events if e["event_time"][:10] > SNAPSHOT_DATE.isoformat()
+        }
         assert run["profile_build"]["changed_users"] == len(changed)
         users = {e["user_id"] for e in everything}
         assert run["profiles"] == run["distinct_users"] == len(users)
-        archive = ds.dataset(f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet",
-                             partitioning="hive").to_table()
+        archive = ds.dataset(
+            f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet", partitioning="hive"
+        ).to_table()
         assert archive.num_rows == len(unique)
         first_day = archive.filter(pc.equal(archive.column("event_date"), DATES[0].isoformat()))
         assert set(first_day.column("batch").to_pylist()) == {FIRST_BATCH, batch}
-        snapshot = ds.dataset(f"{lake}/profiles/snapshot_date={next_day.isoformat()}", filesystem=minio_filesystem(),
-                              format="parquet").to_table()
+        snapshot = ds.dataset(
+            f"{lake}/profiles/snapshot_date={next_day.isoformat()}", filesystem=minio_filesystem(), format="parquet"
+        ).to_table()
         events_per_user = Counter(json.loads(e)["user_id"] for e in unique)
-        assert dict(zip(snapshot.column("user_id").to_pylist(), snapshot.column("events").to_pylist())) == events_per_user
+        assert (
+            dict(zip(snapshot.column("user_id").to_pylist(), snapshot.column("events").to_pylist())) == events_per_user
+        )
         client.indices.refresh(index=index)
         assert client.count(index=index)["count"] == len(users)
 
         # The same batch again with a full rebuild asked for: the same profiles, every column.
         snapshot_key = f"{lake}/profiles/snapshot_date={next_day.isoformat()}"
         incremental = snapshot.sort_by("user_id").to_pylist()
-        full = submit((topic, starting, ending), snapshot_date=next_day, run_date=next_day, es_index_name=index,
-                      batch_id=batch, profile_build="full")
+        full = submit(
+            (topic, starting, ending),
+            snapshot_date=next_day,
+            run_date=next_day,
+            es_index_name=index,
+            batch_id=batch,
+            profile_build="full",
+        )
         assert full["profile_build"]["mode"] == "full" and "asked for" in full["profile_build"]["reason"]
         rebuilt = ds.dataset(snapshot_key, filesystem=minio_filesystem(), format="parquet").to_table()
         assert rebuilt.sort_by("user_id").to_pylist() == incremental
@@ -356,12 +410,16 @@ def test_a_later_batch_adds_late_events_and_skips_redelivered_ones(first_run, su
         again = submit()
         assert again["events_archived"] == first_run["events_archived"]
         # The next day's snapshot cannot start from 09-27's any more: a batch it holds was rewritten.
-        manifest = json.loads(minio_filesystem().open_input_stream(
-            f"{lake}/profiles/_manifests/snapshot_date={next_day.isoformat()}.json").read())
+        manifest = json.loads(
+            minio_filesystem()
+            .open_input_stream(f"{lake}/profiles/_manifests/snapshot_date={next_day.isoformat()}.json")
+            .read()
+        )
         assert manifest["profiles"] == len(users) and manifest["built"] == "full"  # the forced rebuild wrote it last
         assert {k.split("/")[1] for k in manifest["archive_files"]} == {f"batch={FIRST_BATCH}", f"batch={batch}"}
-        assert ds.dataset(f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet",
-                          partitioning="hive").to_table().num_rows == len(unique)
+        assert ds.dataset(
+            f"{lake}/raw/events", filesystem=minio_filesystem(), format="parquet", partitioning="hive"
+        ).to_table().num_rows == len(unique)
     finally:
         client.indices.delete(index=index, ignore_unavailable=True)
         delete_topic(stack["kafka"], topic)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecommerce_profiles.spark_jobs.customer_profiles import RecordCountError, failure_summary
+from spark_jobs.customer_profiles import RecordCountError, failure_summary
 
 
 class FakePy4JError(Exception):
@@ -13,11 +13,14 @@ def test_a_jvm_failure_names_the_stage_its_service_and_the_exception_line():
     error = FakePy4JError(
         "An error occurred while calling o172.save.\n"
         ": org.elasticsearch.hadoop.EsHadoopIllegalArgumentException: Cannot detect ES version - typically this "
-        "happens if the network/Elasticsearch cluster is not accessible\n\tat org.elasticsearch.hadoop...")
+        "happens if the network/Elasticsearch cluster is not accessible\n\tat org.elasticsearch.hadoop..."
+    )
     record = failure_summary(error, "write_elasticsearch")
     assert record["status"] == "failed" and record["failed_stage"] == "write_elasticsearch"
     assert record["service"] == "Elasticsearch"
-    assert record["error"].startswith("FakePy4JError: org.elasticsearch.hadoop.EsHadoopIllegalArgumentException: Cannot detect ES version")
+    assert record["error"].startswith(
+        "FakePy4JError: org.elasticsearch.hadoop.EsHadoopIllegalArgumentException: Cannot detect ES version"
+    )
 
 
 def test_a_check_failure_outside_any_stage_is_the_jobs_own():

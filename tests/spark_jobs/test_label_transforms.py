@@ -15,8 +15,8 @@ import pytest
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 
-from ecommerce_profiles.schemas import EVENT_COLUMNS, PROFILE_COLUMNS
-from ecommerce_profiles.spark_jobs.label_transforms import (
+from ecommerce_profiles.core.schemas import EVENT_COLUMNS, PROFILE_COLUMNS
+from spark_jobs.label_transforms import (
     LABEL_WINDOW_END,
     LabelHorizons,
     label_window_end,
@@ -25,9 +25,9 @@ from ecommerce_profiles.spark_jobs.label_transforms import (
     training_set,
     training_set_columns,
 )
-from ecommerce_profiles.spark_jobs.profile_transforms import EVENT_SCHEMA, build_profiles
+from spark_jobs.profile_transforms import EVENT_SCHEMA, build_profiles
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 S = dt.date(2020, 10, 10)
 HORIZONS = LabelHorizons(purchase_days=(1, 7), revenue_days=(7, 30))
 
@@ -37,7 +37,17 @@ def at(text: str) -> dt.datetime:
 
 
 def event(time, event_type, product_id, price, user_id, session=None):
-    row = (at(time), event_type, product_id, 2000 + product_id % 7, "electronics.audio", "sony", price, user_id, session)
+    row = (
+        at(time),
+        event_type,
+        product_id,
+        2000 + product_id % 7,
+        "electronics.audio",
+        "sony",
+        price,
+        user_id,
+        session,
+    )
     return dict(zip(EVENT_COLUMNS, row))
 
 
@@ -92,7 +102,12 @@ def test_horizons_are_validated_and_normalised():
     assert LabelHorizons().purchase_days == (7,) and LabelHorizons().revenue_days == (30,)
     assert LabelHorizons(purchase_days=7, revenue_days=[30, 7, 30]).revenue_days == (7, 30)
     assert HORIZONS.max_days == 30
-    assert HORIZONS.label_columns == ["purchased_within_1d", "purchased_within_7d", "revenue_within_7d", "revenue_within_30d"]
+    assert HORIZONS.label_columns == [
+        "purchased_within_1d",
+        "purchased_within_7d",
+        "revenue_within_7d",
+        "revenue_within_30d",
+    ]
     assert label_window_end("2020-10-10", LabelHorizons()) == dt.date(2020, 11, 9)
     for bad in (0, -1, 367, 1.5, True):
         with pytest.raises(ValueError):
@@ -106,21 +121,29 @@ def test_labels_use_only_events_in_the_window_with_inclusive_day_boundaries(resu
     assert set(result) == {1, 2, 3, 5}  # user 4 has no event on or before S: not in the set
     labels = {u: {c: r[c] for c in HORIZONS.label_columns} for u, r in result.items()}
     assert labels[1] == {
-        "purchased_within_1d": True,    # S+1 00:00:00
+        "purchased_within_1d": True,  # S+1 00:00:00
         "purchased_within_7d": True,
-        "revenue_within_7d": 70.0,      # 50 (once) + 20 (last second of S+7)
-        "revenue_within_30d": 80.0,     # 50 + 20 + 7 (S+8) + 3 (last second of S+30); not 1000 (S+31)
+        "revenue_within_7d": 70.0,  # 50 (once) + 20 (last second of S+7)
+        "revenue_within_30d": 80.0,  # 50 + 20 + 7 (S+8) + 3 (last second of S+30); not 1000 (S+31)
     }
     assert labels[2] == {
-        "purchased_within_1d": False,   # the purchase in the last second of S is a feature
-        "purchased_within_7d": False,   # S+8 00:00:00 is outside
+        "purchased_within_1d": False,  # the purchase in the last second of S is a feature
+        "purchased_within_7d": False,  # S+8 00:00:00 is outside
         "revenue_within_7d": 0.0,
-        "revenue_within_30d": 10.0,     # ... and inside 30 days; the 5.00 on S is not a label
+        "revenue_within_30d": 10.0,  # ... and inside 30 days; the 5.00 on S is not a label
     }
-    assert labels[3] == {"purchased_within_1d": False, "purchased_within_7d": False,
-                         "revenue_within_7d": 0.0, "revenue_within_30d": 0.0}  # no later events
-    assert labels[5] == {"purchased_within_1d": False, "purchased_within_7d": True,  # a 0.00 purchase is a purchase
-                         "revenue_within_7d": 0.0, "revenue_within_30d": 0.0}
+    assert labels[3] == {
+        "purchased_within_1d": False,
+        "purchased_within_7d": False,
+        "revenue_within_7d": 0.0,
+        "revenue_within_30d": 0.0,
+    }  # no later events
+    assert labels[5] == {
+        "purchased_within_1d": False,
+        "purchased_within_7d": True,  # a 0.00 purchase is a purchase
+        "revenue_within_7d": 0.0,
+        "revenue_within_30d": 0.0,
+    }
     assert {r[LABEL_WINDOW_END] for r in result.values()} == {dt.date(2020, 11, 9)}  # S + 30
     assert {r["snapshot_date"] for r in result.values()} == {S}
 
@@ -147,7 +170,12 @@ def test_events_after_the_snapshot_do_not_change_any_feature(spark, all_events, 
 
     # Hand-checked: user 1 as of S has one purchase of 100.00, last seen in the last second of S.
     one = result[1]
-    assert (one["purchases"], one["revenue"], one["max_purchase_price"], one["avg_order_value"]) == (1, 100.0, 100.0, 100.0)
+    assert (one["purchases"], one["revenue"], one["max_purchase_price"], one["avg_order_value"]) == (
+        1,
+        100.0,
+        100.0,
+        100.0,
+    )
     assert (one["events"], one["views"], one["active_days"], one["tenure_days"]) == (3, 2, 3, 9)
     assert (one["recency_days"], one["days_since_last_purchase"], one["distinct_products_purchased"]) == (0, 5, 1)
     assert one["last_seen"].astimezone(UTC) == at("2020-10-10 23:59:59")  # collected as naive local time
@@ -172,14 +200,25 @@ def test_the_set_ignores_a_wrong_event_date_column_and_the_session_time_zone(spa
     again = {r["user_id"]: r.asDict() for r in rows}
     assert again.keys() == result.keys()
     for user in result:
-        for column in [*HORIZONS.label_columns, "purchases", "revenue", "recency_days", "active_days", LABEL_WINDOW_END]:
+        for column in [
+            *HORIZONS.label_columns,
+            "purchases",
+            "revenue",
+            "recency_days",
+            "active_days",
+            LABEL_WINDOW_END,
+        ]:
             assert again[user][column] == result[user][column], (user, column)
 
 
 # ------------------------------------------------------------------------------ schema --
 def test_schema_is_the_profile_then_labels_then_window_end_without_nullable_labels(all_events):
     df = point_in_time_training_set(all_events, S)  # defaults: 7-day purchase, 30-day revenue
-    assert df.columns == training_set_columns() == [*PROFILE_COLUMNS, "purchased_within_7d", "revenue_within_30d", LABEL_WINDOW_END]
+    assert (
+        df.columns
+        == training_set_columns()
+        == [*PROFILE_COLUMNS, "purchased_within_7d", "revenue_within_30d", LABEL_WINDOW_END]
+    )
     fields = {f.name: f for f in df.schema.fields}
     assert fields["purchased_within_7d"].dataType.simpleString() == "boolean"
     assert fields["revenue_within_30d"].dataType.simpleString() == "double"

@@ -22,8 +22,8 @@ if not hasattr(np, "NaN"):
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # else pyspark.pandas warns on import
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual  # noqa: E402
 
-from ecommerce_profiles.schemas import EVENT_COLUMNS, PROFILE_COLUMNS, profile_docs_table  # noqa: E402
-from ecommerce_profiles.spark_jobs.profile_transforms import (  # noqa: E402
+from ecommerce_profiles.core.schemas import EVENT_COLUMNS, PROFILE_COLUMNS, profile_docs_table  # noqa: E402
+from spark_jobs.profile_transforms import (  # noqa: E402
     ARCHIVE_SCHEMA,
     EVENT_SCHEMA,
     IS_VALID,
@@ -40,7 +40,7 @@ from ecommerce_profiles.spark_jobs.profile_transforms import (  # noqa: E402
     with_event_date,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SNAPSHOT = dt.date(2020, 10, 10)  # a Saturday
 
 
@@ -98,70 +98,152 @@ USER_5 = [
 ]
 
 NO_PURCHASE = dict(
-    revenue=0.0, avg_order_value=None, max_purchase_price=None, distinct_products_purchased=0,
-    days_since_last_purchase=None, r_score=0, f_score=0, m_score=0,
+    revenue=0.0,
+    avg_order_value=None,
+    max_purchase_price=None,
+    distinct_products_purchased=0,
+    days_since_last_purchase=None,
+    r_score=0,
+    f_score=0,
+    m_score=0,
 )
 
 EXPECTED = [
     profile(
-        user_id=1, snapshot_date=SNAPSHOT,
-        first_seen=at("2020-10-05 09:00:00"), last_seen=at("2020-10-10 00:25:00"),
-        tenure_days=5, recency_days=0, active_days=3,  # 10-05, 10-09, 10-10
-        sessions=2, events=7, events_per_session=3.5,
+        user_id=1,
+        snapshot_date=SNAPSHOT,
+        first_seen=at("2020-10-05 09:00:00"),
+        last_seen=at("2020-10-10 00:25:00"),
+        tenure_days=5,
+        recency_days=0,
+        active_days=3,  # 10-05, 10-09, 10-10
+        sessions=2,
+        events=7,
+        events_per_session=3.5,
         avg_session_seconds=1350.0,  # s1: 600 s, s2: 23:50 -> 00:25 = 2100 s
-        views=3, carts=1, purchases=2, remove_from_carts=1,
-        view_to_cart_rate=1 / 3, cart_to_purchase_rate=2.0, view_to_purchase_rate=2 / 3,
+        views=3,
+        carts=1,
+        purchases=2,
+        remove_from_carts=1,
+        view_to_cart_rate=1 / 3,
+        cart_to_purchase_rate=2.0,
+        view_to_purchase_rate=2 / 3,
         cart_abandonment_rate=0.0,  # max(1 - 2, 0) / 1
-        revenue=500.0, avg_order_value=250.0, max_purchase_price=500.0, distinct_products_purchased=2,
+        revenue=500.0,
+        avg_order_value=250.0,
+        max_purchase_price=500.0,
+        distinct_products_purchased=2,
         avg_viewed_price=800 / 3,  # (500 + 300 + 0) / 3
         days_since_last_purchase=0,
-        r_score=1, f_score=1, m_score=1,  # the only purchaser: rank 1 of 1
+        r_score=1,
+        f_score=1,
+        m_score=1,  # the only purchaser: rank 1 of 1
         rfm_segment="Hibernating",
         # phone: view 1 + cart 3 + purchase 5 = 9; notebook: 1 + 1 + 5 + 0 = 7
-        top_category=PHONE, top_category_share=9 / 16,
+        top_category=PHONE,
+        top_category_share=9 / 16,
         # apple 9, asus 1 + 5 = 6, lenovo 1 + 0 = 1
-        top_brand="apple", top_brand_share=9 / 16,
-        distinct_categories=2, distinct_brands=3,
+        top_brand="apple",
+        top_brand_share=9 / 16,
+        distinct_categories=2,
+        distinct_brands=3,
         preferred_hour=0,  # 3 events at 09 and 3 at 00: the earliest hour wins
         preferred_weekday=1,  # 3 on Monday 10-05, 3 on Saturday 10-10: the lowest wins
     ),
     profile(
-        user_id=2, snapshot_date=SNAPSHOT,
-        first_seen=at("2020-10-01 12:00:00"), last_seen=at("2020-10-01 12:00:30"),
-        tenure_days=9, recency_days=9, active_days=1,
-        sessions=1, events=2, events_per_session=2.0, avg_session_seconds=30.0,
-        views=2, carts=0, purchases=0, remove_from_carts=0,
-        view_to_cart_rate=0.0, cart_to_purchase_rate=None, view_to_purchase_rate=0.0, cart_abandonment_rate=None,
-        avg_viewed_price=15.0, rfm_segment="Browsers",
-        top_category=None, top_category_share=None, top_brand=None, top_brand_share=None,
-        distinct_categories=0, distinct_brands=0,
-        preferred_hour=12, preferred_weekday=4,  # Thursday
+        user_id=2,
+        snapshot_date=SNAPSHOT,
+        first_seen=at("2020-10-01 12:00:00"),
+        last_seen=at("2020-10-01 12:00:30"),
+        tenure_days=9,
+        recency_days=9,
+        active_days=1,
+        sessions=1,
+        events=2,
+        events_per_session=2.0,
+        avg_session_seconds=30.0,
+        views=2,
+        carts=0,
+        purchases=0,
+        remove_from_carts=0,
+        view_to_cart_rate=0.0,
+        cart_to_purchase_rate=None,
+        view_to_purchase_rate=0.0,
+        cart_abandonment_rate=None,
+        avg_viewed_price=15.0,
+        rfm_segment="Browsers",
+        top_category=None,
+        top_category_share=None,
+        top_brand=None,
+        top_brand_share=None,
+        distinct_categories=0,
+        distinct_brands=0,
+        preferred_hour=12,
+        preferred_weekday=4,  # Thursday
         **NO_PURCHASE,
     ),
     profile(
-        user_id=4, snapshot_date=SNAPSHOT,
-        first_seen=at("2020-10-03 18:00:00"), last_seen=at("2020-10-03 18:30:00"),
-        tenure_days=7, recency_days=7, active_days=1,
-        sessions=0, events=2, events_per_session=None, avg_session_seconds=None,
-        views=0, carts=1, purchases=0, remove_from_carts=1,
-        view_to_cart_rate=None, cart_to_purchase_rate=0.0, view_to_purchase_rate=None, cart_abandonment_rate=1.0,
-        avg_viewed_price=None, rfm_segment="Cart abandoners",
-        top_category="kids.toys", top_category_share=1.0, top_brand=None, top_brand_share=None,
-        distinct_categories=1, distinct_brands=0,
-        preferred_hour=18, preferred_weekday=6,
+        user_id=4,
+        snapshot_date=SNAPSHOT,
+        first_seen=at("2020-10-03 18:00:00"),
+        last_seen=at("2020-10-03 18:30:00"),
+        tenure_days=7,
+        recency_days=7,
+        active_days=1,
+        sessions=0,
+        events=2,
+        events_per_session=None,
+        avg_session_seconds=None,
+        views=0,
+        carts=1,
+        purchases=0,
+        remove_from_carts=1,
+        view_to_cart_rate=None,
+        cart_to_purchase_rate=0.0,
+        view_to_purchase_rate=None,
+        cart_abandonment_rate=1.0,
+        avg_viewed_price=None,
+        rfm_segment="Cart abandoners",
+        top_category="kids.toys",
+        top_category_share=1.0,
+        top_brand=None,
+        top_brand_share=None,
+        distinct_categories=1,
+        distinct_brands=0,
+        preferred_hour=18,
+        preferred_weekday=6,
         **NO_PURCHASE,
     ),
     profile(
-        user_id=5, snapshot_date=SNAPSHOT,
-        first_seen=at("2020-10-10 23:59:59"), last_seen=at("2020-10-10 23:59:59"),
-        tenure_days=0, recency_days=0, active_days=1,
-        sessions=1, events=1, events_per_session=1.0, avg_session_seconds=0.0,
-        views=0, carts=0, purchases=0, remove_from_carts=1,
-        view_to_cart_rate=None, cart_to_purchase_rate=None, view_to_purchase_rate=None, cart_abandonment_rate=None,
-        avg_viewed_price=None, rfm_segment="Browsers",
-        top_category=None, top_category_share=None, top_brand=None, top_brand_share=None,
-        distinct_categories=1, distinct_brands=1,
-        preferred_hour=23, preferred_weekday=6,
+        user_id=5,
+        snapshot_date=SNAPSHOT,
+        first_seen=at("2020-10-10 23:59:59"),
+        last_seen=at("2020-10-10 23:59:59"),
+        tenure_days=0,
+        recency_days=0,
+        active_days=1,
+        sessions=1,
+        events=1,
+        events_per_session=1.0,
+        avg_session_seconds=0.0,
+        views=0,
+        carts=0,
+        purchases=0,
+        remove_from_carts=1,
+        view_to_cart_rate=None,
+        cart_to_purchase_rate=None,
+        view_to_purchase_rate=None,
+        cart_abandonment_rate=None,
+        avg_viewed_price=None,
+        rfm_segment="Browsers",
+        top_category=None,
+        top_category_share=None,
+        top_brand=None,
+        top_brand_share=None,
+        distinct_categories=1,
+        distinct_brands=1,
+        preferred_hour=23,
+        preferred_weekday=6,
         **NO_PURCHASE,
     ),
 ]
@@ -176,20 +258,52 @@ def sample_events(spark):
 # Events
 # ---------------------------------------------------------------------------------------------
 KAFKA_VALUES = [
-    {"event_time": "2020-09-24T11:57:06Z", "event_type": "view", "product_id": 1996170,
-     "category_id": 2144415922528452715, "category_code": "electronics.telephone", "brand": "",
-     "price": 31.9, "user_id": 1515915625519388267, "user_session": "LJuJVLEjPT"},
-    {"event_time": "2020-09-24T23:59:59Z", "event_type": "purchase", "product_id": 139905,
-     "category_id": 2144415926932472027, "category_code": "", "brand": "samsung",
-     "price": 0, "user_id": 1515915625353230683, "user_session": ""},
+    {
+        "event_time": "2020-09-24T11:57:06Z",
+        "event_type": "view",
+        "product_id": 1996170,
+        "category_id": 2144415922528452715,
+        "category_code": "electronics.telephone",
+        "brand": "",
+        "price": 31.9,
+        "user_id": 1515915625519388267,
+        "user_session": "LJuJVLEjPT",
+    },
+    {
+        "event_time": "2020-09-24T23:59:59Z",
+        "event_type": "purchase",
+        "product_id": 139905,
+        "category_id": 2144415926932472027,
+        "category_code": "",
+        "brand": "samsung",
+        "price": 0,
+        "user_id": 1515915625353230683,
+        "user_session": "",
+    },
 ]
 TYPED_EVENTS = [
-    Row(event_time=at("2020-09-24 11:57:06"), event_type="view", product_id=1996170,
-        category_id=2144415922528452715, category_code="electronics.telephone", brand=None,
-        price=31.9, user_id=1515915625519388267, user_session="LJuJVLEjPT"),
-    Row(event_time=at("2020-09-24 23:59:59"), event_type="purchase", product_id=139905,
-        category_id=2144415926932472027, category_code=None, brand="samsung",
-        price=0.0, user_id=1515915625353230683, user_session=None),
+    Row(
+        event_time=at("2020-09-24 11:57:06"),
+        event_type="view",
+        product_id=1996170,
+        category_id=2144415922528452715,
+        category_code="electronics.telephone",
+        brand=None,
+        price=31.9,
+        user_id=1515915625519388267,
+        user_session="LJuJVLEjPT",
+    ),
+    Row(
+        event_time=at("2020-09-24 23:59:59"),
+        event_type="purchase",
+        product_id=139905,
+        category_id=2144415926932472027,
+        category_code=None,
+        brand="samsung",
+        price=0.0,
+        user_id=1515915625353230683,
+        user_session=None,
+    ),
 ]
 
 
@@ -309,8 +423,18 @@ def test_tie_on_weight_goes_to_the_alphabetically_first_value(spark):
     top = build_profiles(events_df(spark, rows), SNAPSHOT).select(
         "top_category", "top_category_share", "top_brand", "distinct_categories", "distinct_brands"
     )
-    assertDataFrameEqual(top, [Row(top_category="a.first", top_category_share=0.5, top_brand="alpha",
-                                   distinct_categories=3, distinct_brands=3)])
+    assertDataFrameEqual(
+        top,
+        [
+            Row(
+                top_category="a.first",
+                top_category_share=0.5,
+                top_brand="alpha",
+                distinct_categories=3,
+                distinct_brands=3,
+            )
+        ],
+    )
 
 
 # RFM on eleven purchasers. n = 11, score = 1 + floor(5 * (rank - 1) / 11): ranks 1-3 -> 1,
@@ -318,18 +442,35 @@ def test_tie_on_weight_goes_to_the_alphabetically_first_value(spark):
 RFM_SNAPSHOT = dt.date(2020, 10, 31)
 # user: (days since last purchase, purchase prices oldest first)
 PURCHASERS = {
-    1: (0, [10.0]), 2: (0, [20.0]), 3: (1, [30.0]), 4: (2, [40.0, 45.0]), 5: (3, [25.0, 25.0]),
-    6: (5, [50.0]), 7: (8, [20.0, 20.0, 30.0]), 8: (13, [80.0]), 9: (21, [90.0]),
-    10: (30, [25.0, 25.0, 25.0, 25.0]), 11: (40, [15.0]),
+    1: (0, [10.0]),
+    2: (0, [20.0]),
+    3: (1, [30.0]),
+    4: (2, [40.0, 45.0]),
+    5: (3, [25.0, 25.0]),
+    6: (5, [50.0]),
+    7: (8, [20.0, 20.0, 30.0]),
+    8: (13, [80.0]),
+    9: (21, [90.0]),
+    10: (30, [25.0, 25.0, 25.0, 25.0]),
+    11: (40, [15.0]),
 }
 # R by days, most days first: 11, 10, 9 | 8, 7 | 6, 5 | 4, 3 | 1 and 2 (tied at rank 10).
 # F by purchases: seven single buyers tie at rank 1; 4 and 5 (2) rank 8; 7 (3) 10; 10 (4) 11.
 # M by revenue: 1 (10), 11 (15), 2 (20) | 3 (30), 5 and 6 (50, rank 5) | 7 (70) | 8 (80), 4 (85) | 9, 10.
 EXPECTED_RFM = {
-    1: (5, 1, 1, "New"), 2: (5, 1, 1, "New"), 3: (4, 1, 2, "New"), 4: (4, 4, 4, "Champions"),
-    5: (3, 4, 2, "Loyal"), 6: (3, 1, 2, "Need attention"), 7: (2, 5, 3, "At risk"), 8: (2, 1, 4, "At risk"),
-    9: (1, 1, 5, "At risk"), 10: (1, 5, 5, "At risk"), 11: (1, 1, 1, "Hibernating"),
-    12: (0, 0, 0, "Browsers"), 13: (0, 0, 0, "Cart abandoners"),
+    1: (5, 1, 1, "New"),
+    2: (5, 1, 1, "New"),
+    3: (4, 1, 2, "New"),
+    4: (4, 4, 4, "Champions"),
+    5: (3, 4, 2, "Loyal"),
+    6: (3, 1, 2, "Need attention"),
+    7: (2, 5, 3, "At risk"),
+    8: (2, 1, 4, "At risk"),
+    9: (1, 1, 5, "At risk"),
+    10: (1, 5, 5, "At risk"),
+    11: (1, 1, 1, "Hibernating"),
+    12: (0, 0, 0, "Browsers"),
+    13: (0, 0, 0, "Cart abandoners"),
 }
 
 
@@ -347,8 +488,14 @@ def test_rfm_quintiles_and_segments(spark):
         "user_id", "days_since_last_purchase", "r_score", "f_score", "m_score", "rfm_segment"
     )
     expected = [
-        Row(user_id=user, days_since_last_purchase=PURCHASERS[user][0] if user in PURCHASERS else None,
-            r_score=r, f_score=f, m_score=m, rfm_segment=segment)
+        Row(
+            user_id=user,
+            days_since_last_purchase=PURCHASERS[user][0] if user in PURCHASERS else None,
+            r_score=r,
+            f_score=f,
+            m_score=m,
+            rfm_segment=segment,
+        )
         for user, (r, f, m, segment) in EXPECTED_RFM.items()
     ]
     assertDataFrameEqual(scores, expected)
@@ -358,18 +505,18 @@ def test_rfm_quintiles_and_segments(spark):
 # Generated contract files
 # ---------------------------------------------------------------------------------------------
 def test_committed_elasticsearch_mapping_is_current():
-    from ecommerce_profiles.schemas import ES_MAPPING_PATH, es_mapping
+    from ecommerce_profiles.core.schemas import ES_MAPPING_PATH, es_mapping
 
-    assert json.loads(ES_MAPPING_PATH.read_text()) == es_mapping(), "run: python -m ecommerce_profiles.schemas"
+    assert json.loads(ES_MAPPING_PATH.read_text()) == es_mapping(), "run: python -m ecommerce_profiles.core.schemas"
 
 
 def test_profiles_doc_holds_the_generated_field_table(project_root):
-    from ecommerce_profiles.schemas import PROFILE_DOCS_PATH, docs_with_field_table
+    from ecommerce_profiles.core.schemas import PROFILE_DOCS_PATH, docs_with_field_table
 
     text = (project_root / "docs" / "profiles.md").read_text()
     assert PROFILE_DOCS_PATH == project_root / "docs" / "profiles.md"
     assert profile_docs_table() in text
-    assert docs_with_field_table(text) == text, "run: python -m ecommerce_profiles.schemas"
+    assert docs_with_field_table(text) == text, "run: python -m ecommerce_profiles.core.schemas"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +526,8 @@ def test_incremental_profiles_equal_a_full_rebuild(spark, tmp_path):
     """Generated events over ten days with few users (so many return): the snapshot of day 6
     built from what the archive held then, carried forward to day 9 with the run's late events
     of earlier days and the archive's later days, is the full rebuild of day 9, column for column."""
-    from ecommerce_profiles.generator import write_events_csv
-    from ecommerce_profiles.spark_jobs.profile_transforms import changed_users, incremental_profiles
+    from bench.generator import write_events_csv
+    from spark_jobs.profile_transforms import changed_users, incremental_profiles
 
     csv = tmp_path / "events.csv"
     write_events_csv(csv, 4_000, seed=5, start="2020-10-01", end="2020-10-10", n_users=300, duplicate_rate=0)
@@ -408,11 +555,13 @@ def test_incremental_profiles_equal_a_full_rebuild(spark, tmp_path):
 
 
 def test_changed_users_are_those_with_later_events_or_late_ones(spark):
-    from ecommerce_profiles.spark_jobs.profile_transforms import changed_users
+    from spark_jobs.profile_transforms import changed_users
 
-    rows = [event("2020-10-01 10:00:00", "view", 1, user_id=1),   # only before: unchanged
-            event("2020-10-03 10:00:00", "view", 2, user_id=2),   # after the previous snapshot
-            event("2020-10-01 11:00:00", "view", 3, user_id=3)]   # before, but delivered late by this run
+    rows = [
+        event("2020-10-01 10:00:00", "view", 1, user_id=1),  # only before: unchanged
+        event("2020-10-03 10:00:00", "view", 2, user_id=2),  # after the previous snapshot
+        event("2020-10-01 11:00:00", "view", 3, user_id=3),
+    ]  # before, but delivered late by this run
     archive = with_event_date(events_df(spark, rows))
     run_events = archive.where(F.col("user_id") == 3)
     changed = changed_users(archive, run_events, dt.date(2020, 10, 2))

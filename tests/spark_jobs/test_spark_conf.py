@@ -1,4 +1,5 @@
-"""src/ecommerce_profiles/spark_jobs/spark_conf.py: the conf the DAG and the tests hand to spark-submit."""
+"""The Spark conf: the submit side (plugins/ecommerce_profiles/spark_submit_conf.py, what the DAG hands to
+spark-submit) and the job side (spark_jobs/spark_conf.py, what the job applies itself)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 
 import pytest
 
-from ecommerce_profiles.spark_jobs import spark_conf
+from ecommerce_profiles import spark_submit_conf
+from spark_jobs import spark_conf
 
 
 @pytest.fixture
@@ -18,28 +20,39 @@ def jars_dir(tmp_path):
 
 
 def test_local_jars_lists_only_jars_sorted(jars_dir):
-    assert spark_conf.local_jars(jars_dir) == [str(jars_dir / "a-connector-2.0.jar"), str(jars_dir / "b-connector-1.0.jar")]
+    assert spark_submit_conf.local_jars(jars_dir) == [
+        str(jars_dir / "a-connector-2.0.jar"),
+        str(jars_dir / "b-connector-1.0.jar"),
+    ]
 
 
 def test_local_jars_refuses_an_empty_cache(tmp_path):
     with pytest.raises(FileNotFoundError, match="spark_jars.sh"):
-        spark_conf.local_jars(tmp_path)
+        spark_submit_conf.local_jars(tmp_path)
 
 
 @pytest.mark.parametrize(
     ("master", "key", "separator"),
-    [("local[2]", "spark.driver.extraClassPath", ":"), ("local", "spark.driver.extraClassPath", ":"),
-     ("spark://spark-master:7077", "spark.jars", ","), (None, "spark.jars", ",")],
+    [
+        ("local[2]", "spark.driver.extraClassPath", ":"),
+        ("local", "spark.driver.extraClassPath", ":"),
+        ("spark://spark-master:7077", "spark.jars", ","),
+        (None, "spark.jars", ","),
+    ],
 )
 def test_jars_reach_the_executors_for_every_master(jars_dir, master, key, separator):
-    conf = spark_conf.job_conf(spark_conf.s3a_conf("http://minio:9000", "k", "s"), master=master, jars_dir=jars_dir)
-    assert conf[key] == separator.join(spark_conf.local_jars(jars_dir))
+    conf = spark_submit_conf.job_conf(
+        spark_submit_conf.s3a_conf("http://minio:9000", "k", "s"), master=master, jars_dir=jars_dir
+    )
+    assert conf[key] == separator.join(spark_submit_conf.local_jars(jars_dir))
     assert ("spark.jars" in conf) != ("spark.driver.extraClassPath" in conf)
 
 
 def test_job_conf_carries_the_s3a_settings_and_the_job_defaults(jars_dir, monkeypatch):
     monkeypatch.setenv("SPARK_DRIVER_MEMORY", "3g")
-    conf = spark_conf.job_conf(spark_conf.s3a_conf("http://minio:9000", "key", "secret"), master="local[2]", jars_dir=jars_dir)
+    conf = spark_submit_conf.job_conf(
+        spark_submit_conf.s3a_conf("http://minio:9000", "key", "secret"), master="local[2]", jars_dir=jars_dir
+    )
     assert conf["spark.driver.memory"] == "3g"
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert conf["spark.sql.sources.partitionOverwriteMode"] == "dynamic"
@@ -49,14 +62,16 @@ def test_job_conf_carries_the_s3a_settings_and_the_job_defaults(jars_dir, monkey
 
 @pytest.mark.parametrize(("endpoint", "ssl"), [("http://localhost:9000", "false"), ("https://s3.example.test", "true")])
 def test_s3a_conf_follows_the_endpoint_scheme(endpoint, ssl):
-    conf = spark_conf.s3a_conf(endpoint, "k", "s")
+    conf = spark_submit_conf.s3a_conf(endpoint, "k", "s")
     assert conf["spark.hadoop.fs.s3a.endpoint"] == endpoint
     assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == ssl
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
 
 
 def test_es_write_options_never_create_the_index():
-    options = spark_conf.es_write_options("https://es.example.test:9243", "customer_profiles_20200925", user="u", password="p")
+    options = spark_conf.es_write_options(
+        "https://es.example.test:9243", "customer_profiles_20200925", user="u", password="p"
+    )
     assert (options["es.nodes"], options["es.port"], options["es.net.ssl"]) == ("es.example.test", "9243", "true")
     assert options["es.resource"] == "customer_profiles_20200925"
     assert options["es.index.auto.create"] == "false"
@@ -85,5 +100,7 @@ def test_records_in_range_counts_a_bounded_range_only():
 
 
 def test_spark_submit_command_puts_conf_before_the_application():
-    command = spark_conf.spark_submit_command("job.py", ["--x", "1"], {"a": "b"}, spark_submit="/bin/spark-submit")
+    command = spark_submit_conf.spark_submit_command(
+        "job.py", ["--x", "1"], {"a": "b"}, spark_submit="/bin/spark-submit"
+    )
     assert command == ["/bin/spark-submit", "--master", "local[2]", "--conf", "a=b", "job.py", "--x", "1"]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ecommerce_profiles.spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF, magic_commit_options
-from ecommerce_profiles.spark_jobs.spark_io import magic_commit
+from spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF, magic_commit_options
+from spark_jobs.spark_io import magic_commit
 
 
 def test_magic_commit_applies_to_the_writes_inside_and_restores_the_session(spark):
     protocol, committer = MAGIC_COMMIT_SQL_CONF
     spark.conf.set(committer, "org.apache.parquet.hadoop.ParquetOutputCommitter")  # a value set before
-    spark.conf.unset(protocol)                                                    # and one left unset
+    spark.conf.unset(protocol)  # and one left unset
     default_protocol = spark.conf.get(protocol)
     with magic_commit(spark) as options:
         assert options == magic_commit_options()  # for the writer: the Hadoop half of the setting
@@ -32,7 +32,7 @@ def test_magic_commit_options_pick_the_magic_committer_for_s3a_only():
 
 
 def test_shuffle_partitions_grow_with_the_input_and_never_drop_below_the_configured():
-    from ecommerce_profiles.spark_jobs.spark_io import EVENTS_PER_SHUFFLE_PARTITION, shuffle_partitions_for
+    from spark_jobs.spark_io import EVENTS_PER_SHUFFLE_PARTITION, shuffle_partitions_for
 
     assert shuffle_partitions_for(0, 4) == 4
     assert shuffle_partitions_for(6_283, 4) == 4  # a daily drop

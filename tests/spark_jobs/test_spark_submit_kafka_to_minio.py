@@ -14,7 +14,7 @@ import pyarrow.dataset as ds
 import pytest
 from spark_io_support import create_topic, delete_topic, minio_filesystem, produce, run_spark_submit, watermarks
 
-from ecommerce_profiles.spark_jobs.spark_conf import EARLIEST, offsets_json
+from spark_jobs.spark_conf import EARLIEST, offsets_json
 
 JOB = Path(__file__).parent / "jobs" / "kafka_range_to_parquet.py"
 PARTITIONS = 2

@@ -1,4 +1,4 @@
-"""End to end: src/ecommerce_profiles/spark_jobs/training_set.py via spark-submit against MinIO.
+"""End to end: spark_jobs/training_set.py via spark-submit against MinIO.
 
 A small archive (the hand-worked events of test_label_transforms.py, with one event stored by two
 batches) is written with pyarrow into a fresh uuid-named bucket, laid out exactly like the
@@ -29,11 +29,11 @@ from fsspec.implementations.arrow import ArrowFSWrapper
 from spark_io_support import MASTER, PROJECT_ROOT, list_files, minio_filesystem, run_spark_submit
 from test_label_transforms import FEATURE_EVENTS, PLANTED_EVENTS, S
 
-from ecommerce_profiles import lake
-from ecommerce_profiles.schemas import EVENT_COLUMNS, PROFILE_COLUMNS
-from ecommerce_profiles.spark_jobs.label_transforms import LabelHorizons, training_set_columns
-from ecommerce_profiles.spark_jobs.spark_conf import job_conf, s3a_conf_from_env, spark_submit_command
-from ecommerce_profiles.spark_jobs.training_set import (
+from ecommerce_profiles.core import lake
+from ecommerce_profiles.core.schemas import EVENT_COLUMNS, PROFILE_COLUMNS
+from ecommerce_profiles.spark_submit_conf import job_conf, s3a_conf_from_env, spark_submit_command
+from spark_jobs.label_transforms import LabelHorizons, training_set_columns
+from spark_jobs.training_set import (
     EXIT_NOT_READY,
     TrainingSetNotReady,
     check_ready,
@@ -42,11 +42,19 @@ from ecommerce_profiles.spark_jobs.training_set import (
 )
 
 JOB = Path(lake.__file__).resolve().parent / "spark_jobs" / "training_set.py"
-ARROW_EVENT_SCHEMA = pa.schema([
-    ("event_time", pa.timestamp("us", tz="UTC")), ("event_type", pa.string()), ("product_id", pa.int64()),
-    ("category_id", pa.int64()), ("category_code", pa.string()), ("brand", pa.string()),
-    ("price", pa.float64()), ("user_id", pa.int64()), ("user_session", pa.string()),
-])
+ARROW_EVENT_SCHEMA = pa.schema(
+    [
+        ("event_time", pa.timestamp("us", tz="UTC")),
+        ("event_type", pa.string()),
+        ("product_id", pa.int64()),
+        ("category_id", pa.int64()),
+        ("category_code", pa.string()),
+        ("brand", pa.string()),
+        ("price", pa.float64()),
+        ("user_id", pa.int64()),
+        ("user_session", pa.string()),
+    ]
+)
 SECOND_BATCH = "file-extra-0123456789"
 # One event (user 1's 20.00 purchase in the last second of S+7) delivered again by another batch.
 REDELIVERED = [e for e in PLANTED_EVENTS if e["price"] == 20.0]
@@ -56,7 +64,9 @@ REDELIVERED = [e for e in PLANTED_EVENTS if e["price"] == 20.0]
 def test_readiness_rule():
     dates = [dt.date(2020, 10, 1), dt.date(2020, 11, 9)]
     check_ready(dates, S, LabelHorizons())  # window ends on S + 30 = 2020-11-09: complete
-    with pytest.raises(TrainingSetNotReady, match=r"labels not complete yet .* ends on 2020-11-10 .* last event date is 2020-11-09"):
+    with pytest.raises(
+        TrainingSetNotReady, match=r"labels not complete yet .* ends on 2020-11-10 .* last event date is 2020-11-09"
+    ):
         check_ready(dates, S + dt.timedelta(days=1), LabelHorizons())
     with pytest.raises(TrainingSetNotReady, match="no history"):
         check_ready(dates, dt.date(2020, 9, 1), LabelHorizons(7, 7))
@@ -68,7 +78,11 @@ def test_arguments():
     args = parse_args(["--lake-uri", "s3a://lake/", "--snapshot-date", "2020-10-10", "--revenue-horizon-days", "14"])
     assert args.lake_uri == "s3a://lake"
     assert args.horizons == LabelHorizons(7, 14)
-    assert args.summary_uri == "s3a://lake/training_sets/_summaries/snapshot_date=2020-10-10.json" == "s3a://lake/" + summary_key("2020-10-10")
+    assert (
+        args.summary_uri
+        == "s3a://lake/training_sets/_summaries/snapshot_date=2020-10-10.json"
+        == "s3a://lake/" + summary_key("2020-10-10")
+    )
     with pytest.raises(SystemExit):
         parse_args(["--lake-uri", "s3a://lake", "--snapshot-date", "2020-10-10", "--purchase-horizon-days", "0"])
 
@@ -77,8 +91,13 @@ def test_arguments():
 @pytest.fixture(scope="module")
 def bucket(stack):
     name = f"training-set-test-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client("s3", endpoint_url=stack["minio"], aws_access_key_id=os.environ["MINIO_ROOT_USER"],
-                      aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"], region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack["minio"],
+        aws_access_key_id=os.environ["MINIO_ROOT_USER"],
+        aws_secret_access_key=os.environ["MINIO_ROOT_PASSWORD"],
+        region_name="us-east-1",
+    )
     s3.create_bucket(Bucket=name)
     yield name
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
@@ -108,25 +127,45 @@ def lake_root(bucket, fs) -> str:
         _write(fs, f"{bucket}/{lake.archive_key()}/event_date={day}/batch=drop-{day}/part-00000.parquet", rows)
     day = REDELIVERED[0]["event_time"].date()
     _write(fs, f"{bucket}/{lake.archive_key()}/event_date={day}/batch={SECOND_BATCH}/part-00000.parquet", REDELIVERED)
-    pq.write_table(pa.table({"stale": [1]}), f"{bucket}/{lake.training_set_key(S.isoformat())}/part-stale.parquet", filesystem=fs)
-    pq.write_table(pa.table({"keep": [1]}), f"{bucket}/{lake.training_set_key('2020-10-01')}/part-00000.parquet", filesystem=fs)
+    pq.write_table(
+        pa.table({"stale": [1]}), f"{bucket}/{lake.training_set_key(S.isoformat())}/part-stale.parquet", filesystem=fs
+    )
+    pq.write_table(
+        pa.table({"keep": [1]}), f"{bucket}/{lake.training_set_key('2020-10-01')}/part-00000.parquet", filesystem=fs
+    )
     return bucket
 
 
 @pytest.fixture(scope="module")
 def first_run(lake_root, fs, tmp_path_factory) -> dict:
     log = tmp_path_factory.mktemp("training_set") / "run.log"
-    run_spark_submit(JOB, ["--lake-uri", f"s3a://{lake_root}", "--snapshot-date", S.isoformat(),
-                           "--purchase-horizon-days", "7", "--revenue-horizon-days", "30"], log)
+    run_spark_submit(
+        JOB,
+        [
+            "--lake-uri",
+            f"s3a://{lake_root}",
+            "--snapshot-date",
+            S.isoformat(),
+            "--purchase-horizon-days",
+            "7",
+            "--revenue-horizon-days",
+            "30",
+        ],
+        log,
+    )
     with fs.open_input_stream(f"{lake_root}/{summary_key(S.isoformat())}") as stream:
         return json.loads(stream.read())
 
 
 def test_summary_counts(first_run, lake_root):
     assert first_run["snapshot_date"] == "2020-10-10" and first_run["label_window_end"] == "2020-11-09"
-    assert first_run["archive_first_event_date"] == "2020-10-01" and first_run["archive_last_event_date"] == "2020-11-10"
+    assert (
+        first_run["archive_first_event_date"] == "2020-10-01" and first_run["archive_last_event_date"] == "2020-11-10"
+    )
     # rows read up to S+30: 17 events minus the one dated S+31, plus the re-delivered copy
-    assert first_run["archive_rows_read"] == 17 and first_run["duplicates_dropped"] == 2  # the copy, the exact duplicate
+    assert (
+        first_run["archive_rows_read"] == 17 and first_run["duplicates_dropped"] == 2
+    )  # the copy, the exact duplicate
     assert first_run["feature_events"] == len(FEATURE_EVENTS) == 7 and first_run["label_events"] == 8
     assert first_run["rows"] == 4  # users 1, 2, 3, 5 (user 4 is first seen after S)
     assert first_run["positives"] == {"purchased_within_7d": 2}  # users 1 and 5
@@ -140,7 +179,8 @@ def test_only_the_snapshot_partition_is_replaced(first_run, lake_root, fs):
     assert written and all(p.rsplit("/", 1)[-1].startswith("part-") and p.endswith(".parquet") for p in written)
     assert not any("stale" in p for p in written)
     assert [i.path for i in list_files(fs, f"{lake_root}/{lake.training_set_key('2020-10-01')}")] == [
-        f"{lake_root}/{lake.training_set_key('2020-10-01')}/part-00000.parquet"]
+        f"{lake_root}/{lake.training_set_key('2020-10-01')}/part-00000.parquet"
+    ]
 
 
 def test_pyarrow_and_pandas_read_plain_types_and_the_hand_worked_labels(first_run, lake_root, fs):
@@ -157,7 +197,12 @@ def test_pyarrow_and_pandas_read_plain_types_and_the_hand_worked_labels(first_ru
     assert frame["purchased_within_7d"].to_dict() == {1: True, 2: False, 3: False, 5: True}
     assert frame["revenue_within_30d"].to_dict() == {1: 80.0, 2: 10.0, 3: 0.0, 5: 0.0}
     # Features as of S: the planted purchases after S are not in them.
-    assert frame.loc[1, ["purchases", "revenue", "recency_days", "days_since_last_purchase"]].tolist() == [1, 100.0, 0, 5]
+    assert frame.loc[1, ["purchases", "revenue", "recency_days", "days_since_last_purchase"]].tolist() == [
+        1,
+        100.0,
+        0,
+        5,
+    ]
     assert frame.loc[2, ["purchases", "revenue"]].tolist() == [1, 5.0]
     assert set(frame["snapshot_date"]) == {S} and set(frame["label_window_end"]) == {dt.date(2020, 11, 9)}
     assert str(frame["first_seen"].dtype) == "datetime64[us, UTC]"
@@ -186,8 +231,13 @@ def test_duckdb_reads_the_set(first_run, lake_root, fs):
 def test_a_snapshot_whose_labels_are_not_complete_is_refused(first_run, lake_root, fs, tmp_path):
     snapshot = "2020-10-12"  # its 30-day window ends on 2020-11-11; the archive ends on 2020-11-10
     conf = job_conf(s3a_conf_from_env(), master=MASTER, driver_memory="1g", ui_enabled=False)
-    command = spark_submit_command(JOB, ["--lake-uri", f"s3a://{lake_root}", "--snapshot-date", snapshot], conf, master=MASTER,
-                                   spark_submit=str(Path(os.environ["VENV"]) / "bin" / "spark-submit"))
+    command = spark_submit_command(
+        JOB,
+        ["--lake-uri", f"s3a://{lake_root}", "--snapshot-date", snapshot],
+        conf,
+        master=MASTER,
+        spark_submit=str(Path(os.environ["VENV"]) / "bin" / "spark-submit"),
+    )
     log = tmp_path / "refused.log"
     with log.open("w") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=600, cwd=PROJECT_ROOT)

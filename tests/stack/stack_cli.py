@@ -38,15 +38,17 @@ def assert_status_up(service: str, url: str) -> None:
     assert re.search(rf"^{service}\s+up\s+{re.escape(url)}$", result.stdout, re.MULTILINE), result.stdout
 
 
-def assert_up_refuses_taken_port(tmp_path: Path, service: str, port_var: str, second_port_var: str,
-                                 url_template: str) -> None:
+def assert_up_refuses_taken_port(
+    tmp_path: Path, service: str, port_var: str, second_port_var: str, url_template: str
+) -> None:
     """A dummy listener on the service's port: `up` must refuse, name service and port, start nothing."""
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken_port = squatter.getsockname()[1]
         result = run_stack(
-            "up", service,
+            "up",
+            service,
             env={"STACK_DIR": str(tmp_path / "stack"), port_var: str(taken_port), second_port_var: str(unused_port())},
         )
     assert result.returncode != 0

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from elasticsearch import BadRequestError, Elasticsearch, helpers
 
-from ecommerce_profiles.schemas import PROFILE_FIELDS, es_mapping
+from ecommerce_profiles.core.schemas import PROFILE_FIELDS, es_mapping
 
 SNAPSHOT_DATE = date(2024, 1, 31)
 
@@ -46,7 +46,7 @@ def profile_doc(user_id: int, **overrides) -> dict:
         "long": 7,
         "double": 12.5,
         "date": SNAPSHOT_DATE.isoformat(),
-        "timestamp": datetime(2024, 1, 30, 12, 0, tzinfo=timezone.utc).isoformat(),
+        "timestamp": datetime(2024, 1, 30, 12, 0, tzinfo=UTC).isoformat(),
     }
     doc = {field.name: by_type[field.type] for field in PROFILE_FIELDS}
     # 19 digits, beyond 2^53: the mapping keeps user_id a keyword so nothing gets rounded.
@@ -163,7 +163,8 @@ def test_airflow_hook_searches_through_the_connection(es, new_index_name):
     # endpoint (scripts/services/esproxy.sh) with the pipeline's login.
     conn = BaseHook.get_connection("elasticsearch_default")
     assert conn.login and conn.password
-    hook = ElasticsearchPythonHook(hosts=[f"{conn.schema}://{conn.host}:{conn.port}"],
-                                   es_conn_args={"basic_auth": (conn.login, conn.password)})
+    hook = ElasticsearchPythonHook(
+        hosts=[f"{conn.schema}://{conn.host}:{conn.port}"], es_conn_args={"basic_auth": (conn.login, conn.password)}
+    )
     hits = hook.search(index=index, query={"query": {"term": {"user_id": "42"}}})
     assert [hit["_id"] for hit in hits["hits"]] == ["42"]

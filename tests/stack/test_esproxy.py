@@ -73,8 +73,9 @@ def test_python_client_indexes_and_searches_with_the_env_credentials(auth_url):
     try:
         assert es.ping()
         es.indices.create(index=index, mappings={"dynamic": "strict", "properties": {"user_id": {"type": "keyword"}}})
-        ok, errors = helpers.bulk(es, ({"_index": index, "_id": str(i), "_source": {"user_id": str(i)}} for i in range(50)),
-                                  refresh=True)
+        ok, errors = helpers.bulk(
+            es, ({"_index": index, "_id": str(i), "_source": {"user_id": str(i)}} for i in range(50)), refresh=True
+        )
         assert (ok, errors) == (50, [])
         assert es.count(index=index)["count"] == 50
         # The same documents seen on the admin endpoint: the proxy forwards to that server.
@@ -129,7 +130,9 @@ def test_status_reports_esproxy_up_with_its_url(auth_url):
 
 def test_up_fails_clearly_when_the_esproxy_port_is_taken(tmp_path):
     # ELASTICSEARCH_PORT moves too (to a free port): nothing but the proxy is started here.
-    assert_up_refuses_taken_port(tmp_path, "esproxy", "ELASTICSEARCH_AUTH_PORT", "ELASTICSEARCH_PORT", "http://localhost:{port}")
+    assert_up_refuses_taken_port(
+        tmp_path, "esproxy", "ELASTICSEARCH_AUTH_PORT", "ELASTICSEARCH_PORT", "http://localhost:{port}"
+    )
 
 
 def test_health_check_uses_credentials_without_putting_them_on_a_command_line(project_root):
@@ -139,6 +142,10 @@ def test_health_check_uses_credentials_without_putting_them_on_a_command_line(pr
     assert "openssl passwd -apr1 -stdin" in script
     # The health function really authenticates: with a wrong password it reports down.
     env = {**os.environ, "ELASTICSEARCH_PASSWORD": "wrong"}
-    wrong = subprocess.run(["bash", str(project_root / "scripts" / "stack.sh"), "status", "esproxy"], env=env,
-                           capture_output=True, text=True)
+    wrong = subprocess.run(
+        ["bash", str(project_root / "scripts" / "stack.sh"), "status", "esproxy"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert wrong.returncode != 0 and "down" in wrong.stdout

@@ -42,7 +42,7 @@ def _socket_inodes(proc: Path) -> set[str]:
 def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     raw = bytes.fromhex(hex_address)
     # /proc/net/tcp* print each 32-bit word in host (little-endian) order.
-    return ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+    return ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)))
 
 
 def listening_sockets() -> dict[str, tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
@@ -88,22 +88,33 @@ def service_listeners() -> dict[str, list[tuple[str, int, int]]]:
 
 def test_every_service_listens_on_loopback_only(stack):
     listeners = service_listeners()
-    expected = {"kafka": int(os.environ["KAFKA_PORT"]), "minio": int(os.environ["MINIO_PORT"]),
-                "elasticsearch": int(os.environ["ELASTICSEARCH_PORT"]), "esproxy": int(os.environ["ELASTICSEARCH_AUTH_PORT"])}
+    expected = {
+        "kafka": int(os.environ["KAFKA_PORT"]),
+        "minio": int(os.environ["MINIO_PORT"]),
+        "elasticsearch": int(os.environ["ELASTICSEARCH_PORT"]),
+        "esproxy": int(os.environ["ELASTICSEARCH_AUTH_PORT"]),
+    }
     for name, port in expected.items():
-        assert port in {p for _, p, _ in listeners.get(name, [])}, f"{name}: nothing found listening on {port} ({listeners.get(name)})"
-    beyond = {name: [(a, p, pid) for a, p, pid in found if not is_loopback(ipaddress.ip_address(a))]
-              for name, found in listeners.items()}
+        assert port in {p for _, p, _ in listeners.get(name, [])}, (
+            f"{name}: nothing found listening on {port} ({listeners.get(name)})"
+        )
+    beyond = {
+        name: [(a, p, pid) for a, p, pid in found if not is_loopback(ipaddress.ip_address(a))]
+        for name, found in listeners.items()
+    }
     assert {name: found for name, found in beyond.items() if found} == {}, listeners
 
 
-@pytest.mark.parametrize(("hex_address", "expected", "loopback"), [
-    ("0100007F", "127.0.0.1", True),
-    ("00000000", "0.0.0.0", False),
-    ("00000000000000000000000001000000", "::1", True),
-    ("0000000000000000FFFF00000100007F", "::ffff:127.0.0.1", True),
-    ("00000000000000000000000000000000", "::", False),
-])
+@pytest.mark.parametrize(
+    ("hex_address", "expected", "loopback"),
+    [
+        ("0100007F", "127.0.0.1", True),
+        ("00000000", "0.0.0.0", False),
+        ("00000000000000000000000001000000", "::1", True),
+        ("0000000000000000FFFF00000100007F", "::ffff:127.0.0.1", True),
+        ("00000000000000000000000000000000", "::", False),
+    ],
+)
 def test_proc_net_addresses_are_decoded(hex_address, expected, loopback):
     address = _address(hex_address)
     assert address == ipaddress.ip_address(expected) and is_loopback(address) is loopback
@@ -115,9 +126,17 @@ def test_a_service_listening_on_every_address_would_be_found(tmp_path, monkeypat
     import time
 
     # A stand-in "service" in its own session, listening on 0.0.0.0 (any free port).
-    rogue = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 0)); "
-                              "s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)"],
-                             stdout=subprocess.PIPE, text=True, start_new_session=True)
+    rogue = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 0)); "
+            "s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         port = int(rogue.stdout.readline())
         (tmp_path / "pids").mkdir()

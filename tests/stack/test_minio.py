@@ -88,7 +88,10 @@ def test_up_fails_clearly_when_the_minio_port_is_taken(tmp_path):
 # ---------------------------------------------------------------- the pipeline user (least privilege) --
 def test_airflow_connection_logs_in_as_the_pipeline_user_not_root():
     conn = json.loads(os.environ["AIRFLOW_CONN_MINIO_DEFAULT"])
-    assert (conn["login"], conn["password"]) == (os.environ["MINIO_PIPELINE_USER"], os.environ["MINIO_PIPELINE_PASSWORD"])
+    assert (conn["login"], conn["password"]) == (
+        os.environ["MINIO_PIPELINE_USER"],
+        os.environ["MINIO_PIPELINE_PASSWORD"],
+    )
     assert conn["login"] != os.environ["MINIO_ROOT_USER"]
 
 
@@ -132,10 +135,14 @@ def test_pipeline_user_cannot_use_the_admin_api(stack):
     from minio.error import MinioAdminException
 
     settings, url = lake_settings_from_env(), urlsplit(stack["minio"])
-    admin = MinioAdmin(endpoint=url.netloc, secure=False, credentials=StaticProvider(settings.access_key, settings.secret_key))
+    admin = MinioAdmin(
+        endpoint=url.netloc, secure=False, credentials=StaticProvider(settings.access_key, settings.secret_key)
+    )
     with pytest.raises(MinioAdminException) as raised:
         admin.user_list()
     assert "AccessDenied" in str(raised.value)
     root = lake_admin_settings_from_env()
-    root_admin = MinioAdmin(endpoint=url.netloc, secure=False, credentials=StaticProvider(root.access_key, root.secret_key))
+    root_admin = MinioAdmin(
+        endpoint=url.netloc, secure=False, credentials=StaticProvider(root.access_key, root.secret_key)
+    )
     assert json.loads(root_admin.user_info(settings.access_key))["policyName"] == "ecommerce-pipeline"

@@ -22,14 +22,8 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from ecommerce_profiles.spark_jobs.spark_conf import (
-    EARLIEST,
-    job_conf,
-    local_jars,
-    offsets_json,
-    s3a_conf_from_env,
-    spark_submit_command,
-)
+from ecommerce_profiles.spark_submit_conf import job_conf, local_jars, s3a_conf_from_env, spark_submit_command
+from spark_jobs.spark_conf import EARLIEST, offsets_json
 from tests.spark_jobs.spark_io_support import (
     PROJECT_ROOT,
     create_topic,
@@ -50,13 +44,13 @@ LEFTOVER_APP_DIR = SPARK_WORK_DIR / "app-19700101000000-0000"
 
 # Kafka range -> raw Parquet in the lake (s3a write) -> read back (s3a read) -> a Python UDF and a
 # shuffle -> totals per user in the lake. Writes a small report (where it ran) as JSON.
-JOB = '''
+JOB = """
 import json
 import sys
 
 from pyspark.sql import SparkSession, functions as F
 
-from ecommerce_profiles.spark_jobs.spark_conf import kafka_batch_options
+from spark_jobs.spark_conf import kafka_batch_options
 
 bootstrap, topic, starting, ending, raw_uri, totals_uri, report_path = sys.argv[1:]
 spark = SparkSession.builder.appName("test_spark_cluster").getOrCreate()
@@ -91,7 +85,7 @@ with open(report_path, "w") as report:
         "hosts": sorted({info.host() for info in infos}),
     }, report)
 spark.stop()
-'''
+"""
 
 
 def master_state() -> dict:
@@ -124,7 +118,11 @@ def events_range(stack):
     topic = f"test_spark_cluster_{uuid.uuid4().hex[:12]}"
     create_topic(stack["kafka"], topic, PARTITIONS)
     events = [
-        {"user_id": 1000 + i % 17, "event_type": ("view", "cart", "purchase")[i % 3], "price": f"{(i * 7) % 500}.{i % 100:02d}"}
+        {
+            "user_id": 1000 + i % 17,
+            "event_type": ("view", "cart", "purchase")[i % 3],
+            "price": f"{(i * 7) % 500}.{i % 100:02d}",
+        }
         for i in range(600)
     ]
     produce_json_events(stack["kafka"], topic, events)
@@ -179,8 +177,12 @@ def test_master_and_worker_listen_on_loopback_only(spark_cluster):
     assert worker["cores"] == int(os.environ["SPARK_WORKER_CORES"])
     assert worker["memory"] == int(re.fullmatch(r"(\d+)g", os.environ["SPARK_WORKER_MEMORY"]).group(1)) * 1024
     listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
-    ports = {int(os.environ.get("SPARK_MASTER_PORT", "7077")), int(os.environ["SPARK_MASTER_UI_PORT"]),
-             int(os.environ["SPARK_WORKER_UI_PORT"]), int(worker["port"])}
+    ports = {
+        int(os.environ.get("SPARK_MASTER_PORT", "7077")),
+        int(os.environ["SPARK_MASTER_UI_PORT"]),
+        int(os.environ["SPARK_WORKER_UI_PORT"]),
+        int(worker["port"]),
+    }
     addresses = {}
     for line in listening.splitlines():
         local = line.split()[3]
@@ -208,8 +210,15 @@ def test_job_on_the_cluster_equals_local(spark_cluster, events_range, lake_prefi
     job.write_text(JOB)
     outputs = {}
     for name in ("cluster", "local"):
-        args = [os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic, starting, ending,
-                f"s3a://{lake_prefix}/{name}/raw", f"s3a://{lake_prefix}/{name}/totals", str(tmp_path / f"{name}.json")]
+        args = [
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            topic,
+            starting,
+            ending,
+            f"s3a://{lake_prefix}/{name}/raw",
+            f"s3a://{lake_prefix}/{name}/totals",
+            str(tmp_path / f"{name}.json"),
+        ]
         log = tmp_path / f"{name}.log"
         started = time.monotonic()
         if name == "cluster":
@@ -249,4 +258,6 @@ def test_job_on_the_cluster_equals_local(spark_cluster, events_range, lake_prefi
 
 
 def test_up_fails_clearly_when_the_master_port_is_taken(tmp_path):
-    assert_up_refuses_taken_port(tmp_path, "spark", "SPARK_MASTER_PORT", "SPARK_MASTER_UI_PORT", "spark://127.0.0.1:{port}")
+    assert_up_refuses_taken_port(
+        tmp_path, "spark", "SPARK_MASTER_PORT", "SPARK_MASTER_UI_PORT", "spark://127.0.0.1:{port}"
+    )

@@ -20,8 +20,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 IMPORTABLE_TYPES = {"index-pattern", "visualization", "lens", "dashboard", "search", "map", "tag"}
-ICONS = {"index-pattern": "indexPatternApp", "lens": "lensApp", "dashboard": "dashboardApp",
-         "visualization": "visualizeApp", "search": "discoverApp"}
+ICONS = {
+    "index-pattern": "indexPatternApp",
+    "lens": "lensApp",
+    "dashboard": "dashboardApp",
+    "visualization": "visualizeApp",
+    "search": "discoverApp",
+}
 IMPORT_PATH = "/api/saved_objects/_import"
 
 
@@ -62,8 +67,13 @@ class _KibanaHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        record = {"method": "POST", "path": url.path, "query": parse_qs(url.query, keep_blank_values=True),
-                  "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+        record = {
+            "method": "POST",
+            "path": url.path,
+            "query": parse_qs(url.query, keep_blank_values=True),
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+        }
         self.server.requests.append(record)
         space = "default"
         path = url.path
@@ -78,8 +88,9 @@ class _KibanaHandler(BaseHTTPRequestHandler):
             return
         content_type = self.headers.get("Content-Type", "")
         if not content_type.startswith("multipart/form-data") or "boundary=" not in content_type:
-            self._reply(415, {"statusCode": 415, "error": "Unsupported Media Type",
-                              "message": "Unsupported Media Type"})
+            self._reply(
+                415, {"statusCode": 415, "error": "Unsupported Media Type", "message": "Unsupported Media Type"}
+            )
             return
         try:
             overwrite = self._validate_query(record["query"])
@@ -114,18 +125,36 @@ class _KibanaHandler(BaseHTTPRequestHandler):
             title = obj["attributes"].get("title", "")
             meta = {"title": title, "icon": ICONS.get(obj["type"], "")}
             if obj["type"] not in IMPORTABLE_TYPES:
-                errors.append({"type": obj["type"], "id": obj["id"], "title": title, "meta": meta,
-                               "error": {"type": "unsupported_type"}})
+                errors.append(
+                    {
+                        "type": obj["type"],
+                        "id": obj["id"],
+                        "title": title,
+                        "meta": meta,
+                        "error": {"type": "unsupported_type"},
+                    }
+                )
                 continue
-            missing = [{"type": r["type"], "id": r["id"]} for r in obj.get("references", [])
-                       if (r["type"], r["id"]) not in in_file and (r["type"], r["id"]) not in store]
+            missing = [
+                {"type": r["type"], "id": r["id"]}
+                for r in obj.get("references", [])
+                if (r["type"], r["id"]) not in in_file and (r["type"], r["id"]) not in store
+            ]
             if missing:
-                errors.append({"type": obj["type"], "id": obj["id"], "title": title, "meta": meta,
-                               "error": {"type": "missing_references", "references": missing}})
+                errors.append(
+                    {
+                        "type": obj["type"],
+                        "id": obj["id"],
+                        "title": title,
+                        "meta": meta,
+                        "error": {"type": "missing_references", "references": missing},
+                    }
+                )
                 continue
             if key in store and not overwrite:
-                errors.append({"type": obj["type"], "id": obj["id"], "title": title, "meta": meta,
-                               "error": {"type": "conflict"}})
+                errors.append(
+                    {"type": obj["type"], "id": obj["id"], "title": title, "meta": meta, "error": {"type": "conflict"}}
+                )
                 continue
             result = {"type": obj["type"], "id": obj["id"], "meta": meta}
             if key in store:
@@ -133,7 +162,8 @@ class _KibanaHandler(BaseHTTPRequestHandler):
             successes.append(result)
         for result in successes:
             store[(result["type"], result["id"])] = next(
-                o for o in objects if (o["type"], o["id"]) == (result["type"], result["id"]))
+                o for o in objects if (o["type"], o["id"]) == (result["type"], result["id"])
+            )
         response = {"success": not errors, "successCount": len(successes), "warnings": []}
         if successes:
             response["successResults"] = successes
@@ -148,15 +178,21 @@ def _bad_request(message: str) -> dict:
 
 def _multipart_parts(content_type: str, body: bytes) -> list[dict]:
     message = BytesParser(policy=policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\nMIME-Version: 1.0\r\n\r\n" + body)
+        b"Content-Type: " + content_type.encode() + b"\r\nMIME-Version: 1.0\r\n\r\n" + body
+    )
     if not message.is_multipart():
         raise BadRequest("Invalid multipart payload format")
     parts = []
     for part in message.iter_parts():
         if part.get_content_disposition() != "form-data":
             raise BadRequest("Invalid multipart payload format")
-        parts.append({"name": part.get_param("name", header="content-disposition"),
-                      "filename": part.get_filename(), "content": part.get_payload(decode=True)})
+        parts.append(
+            {
+                "name": part.get_param("name", header="content-disposition"),
+                "filename": part.get_filename(),
+                "content": part.get_payload(decode=True),
+            }
+        )
     return parts
 
 

@@ -30,9 +30,10 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.parquet as pq
@@ -45,8 +46,11 @@ STACK_SCRIPT = PROJECT_ROOT / "scripts" / "stack.sh"
 DAG_ID = "ecommerce_customer_profiles"
 # The services the pipeline talks to, in start order; esproxy (nginx demanding basic auth in front
 # of Elasticsearch: the pipeline's authenticated endpoint) when the stack has it.
-SERVICES = tuple(name for name in ("kafka", "minio", "elasticsearch", "esproxy")
-                 if (PROJECT_ROOT / "scripts" / "services" / f"{name}.sh").exists())
+SERVICES = tuple(
+    name
+    for name in ("kafka", "minio", "elasticsearch", "esproxy")
+    if (PROJECT_ROOT / "scripts" / "services" / f"{name}.sh").exists()
+)
 
 
 def free_ports(count: int) -> list[int]:
@@ -79,7 +83,7 @@ class PrivateStack:
     events: list[tuple[float, str]] = field(default_factory=list)  # (time.time(), "kafka: stopped"), ...
 
     @classmethod
-    def with_free_ports(cls, root: Path) -> "PrivateStack":
+    def with_free_ports(cls, root: Path) -> PrivateStack:
         return cls(root, *free_ports(6))
 
     @property
@@ -115,15 +119,21 @@ class PrivateStack:
         return f"http://localhost:{self.elasticsearch_port}"
 
     def _run(self, command: str, *services: str, timeout: float = 400) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(STACK_SCRIPT), command, *services], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["bash", str(STACK_SCRIPT), command, *services],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def _checked(self, command: str, *services: str) -> str:
         result = self._run(command, *services)
         output = result.stdout + result.stderr
         if result.returncode != 0:
-            raise RuntimeError(f"STACK_DIR={self.root} scripts/stack.sh {command} {' '.join(services)} "
-                               f"failed:\n{output[-4000:]}")
+            raise RuntimeError(
+                f"STACK_DIR={self.root} scripts/stack.sh {command} {' '.join(services)} failed:\n{output[-4000:]}"
+            )
         return output
 
     def up(self) -> str:
@@ -148,7 +158,11 @@ class PrivateStack:
 
     def down_services(self) -> list[str]:
         result = self._run("status", *SERVICES)
-        return [line.split()[0] for line in result.stdout.splitlines() if len(line.split()) > 1 and line.split()[1] == "down"]
+        return [
+            line.split()[0]
+            for line in result.stdout.splitlines()
+            if len(line.split()) > 1 and line.split()[1] == "down"
+        ]
 
     def tear_down(self) -> None:
         """Stop every service of THIS stack (pid files under its STACK_DIR) and drop its data."""
@@ -161,7 +175,9 @@ class PrivateStack:
 # ------------------------------------------------------------------- connections, env --
 def _with_port(url: str, port: int) -> str:
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, f"{parts.hostname or 'localhost'}:{port}", parts.path, parts.query, parts.fragment))
+    return urlunsplit(
+        (parts.scheme, f"{parts.hostname or 'localhost'}:{port}", parts.path, parts.query, parts.fragment)
+    )
 
 
 def repoint_connections(environ: Mapping[str, str], stack: PrivateStack) -> dict[str, str]:
@@ -203,8 +219,10 @@ def _repoint_elasticsearch(conn: dict, stack: PrivateStack, environ: Mapping[str
     elif port == int(environ.get("ELASTICSEARCH_PORT", "9200")):
         conn["port"] = stack.elasticsearch_port
     else:
-        raise ValueError(f"elasticsearch_default points at port {port}, which is neither ELASTICSEARCH_PORT "
-                         "nor ELASTICSEARCH_AUTH_PORT: tests/support/faults.py cannot tell which private port to use")
+        raise ValueError(
+            f"elasticsearch_default points at port {port}, which is neither ELASTICSEARCH_PORT "
+            "nor ELASTICSEARCH_AUTH_PORT: tests/support/faults.py cannot tell which private port to use"
+        )
     conn["host"] = "localhost"
 
 
@@ -230,7 +248,7 @@ class PrivatePipeline(PipelineNames):
         """With the root account, as make_pipeline does (the pipeline's user may not create buckets)."""
         self.s3().create_bucket(Bucket=self.bucket)
 
-    def dag_run(self, logical_date: str, conf: Mapping[str, Any] | None = None) -> "DagRun":
+    def dag_run(self, logical_date: str, conf: Mapping[str, Any] | None = None) -> DagRun:
         return DagRun(self, logical_date, dict(conf or {}))
 
 
@@ -272,8 +290,16 @@ class DagRun:
         self.started = time.time()
         self._lines: list[tuple[float, str]] = []
         self._cond = threading.Condition()
-        self._process = subprocess.Popen(cmd, env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         text=True, errors="replace", bufsize=1, start_new_session=True)
+        self._process = subprocess.Popen(
+            cmd,
+            env=pipeline.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -311,7 +337,7 @@ class DagRun:
         with self._cond:
             return self._lines[index][0]
 
-    def finish(self, timeout: float = 1200) -> "DagRunResult":
+    def finish(self, timeout: float = 1200) -> DagRunResult:
         try:
             code = self._process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -343,9 +369,12 @@ class DagRunResult:
     def succeeded(self) -> bool:
         return self.returncode == 0 and "Customer profiles as of" in self.log
 
-    def task_attempts(self, task_id: str) -> list["Attempt"]:
+    def task_attempts(self, task_id: str) -> list[Attempt]:
         """Each attempt of ``task_id``: its lines (with their arrival times) and whether it failed."""
-        start, end = re.compile(TASK_START.format(task=re.escape(task_id))), re.compile(TASK_END.format(task=re.escape(task_id)))
+        start, end = (
+            re.compile(TASK_START.format(task=re.escape(task_id))),
+            re.compile(TASK_END.format(task=re.escape(task_id))),
+        )
         attempts, current = [], None
         for moment, line in self.lines:
             if start.search(line):
@@ -426,8 +455,11 @@ def threads_in(pid: int, markers: tuple[str, ...]) -> list[str]:
 
 # ------------------------------------------------------------------------- end state --
 def _lake_keys(client, bucket: str, prefix: str) -> list[str]:
-    return [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", [])]
+    return [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
 
 
 def lake_rows(pipeline: PrivatePipeline, prefix: str) -> Counter:
@@ -457,14 +489,26 @@ def alias_docs(pipeline: PrivatePipeline) -> dict[str, dict]:
 
 def run_summaries(pipeline: PrivatePipeline) -> list[dict]:
     client = pipeline.s3()
-    return [json.loads(client.get_object(Bucket=pipeline.bucket, Key=key)["Body"].read())
-            for key in _lake_keys(client, pipeline.bucket, "runs/") if key.endswith("/run_summary.json")]
+    return [
+        json.loads(client.get_object(Bucket=pipeline.bucket, Key=key)["Body"].read())
+        for key in _lake_keys(client, pipeline.bucket, "runs/")
+        if key.endswith("/run_summary.json")
+    ]
 
 
 # run_summary.json fields that name the run itself (its id, time, index, alias, bucket paths):
 # they differ between two runs by construction. Everything else must be equal.
-RUN_SPECIFIC = {"run_id", "finished_at", "elasticsearch_index", "elasticsearch_alias", "lake_archive",
-                "lake_profiles", "evidence", "quarantine", "validation_report"}
+RUN_SPECIFIC = {
+    "run_id",
+    "finished_at",
+    "elasticsearch_index",
+    "elasticsearch_alias",
+    "lake_archive",
+    "lake_profiles",
+    "evidence",
+    "quarantine",
+    "validation_report",
+}
 
 
 def summary_counts(summary: Mapping[str, Any]) -> dict[str, Any]:

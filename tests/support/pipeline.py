@@ -10,10 +10,10 @@ import os
 import subprocess
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Mapping
 
 import pyarrow.parquet as pq
 
@@ -81,8 +81,9 @@ def private_pipeline_env(root: Path, prefix: str, base: Mapping[str, str]) -> di
         "ELASTICSEARCH_INDEX": f"{prefix}_profiles_{suffix}",
         "AIRFLOW_HOME": str(root / "airflow"),
     }
-    subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "airflow_db.sh")], check=True, env=env,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "airflow_db.sh")], check=True, env=env, capture_output=True, timeout=600
+    )
     return env
 
 
@@ -110,8 +111,11 @@ def elasticsearch():
 
 def lake_keys(bucket: str, prefix: str) -> list[str]:
     client = s3()
-    return [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", [])]
+    return [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
 
 
 def lake_rows(bucket: str, prefix: str) -> list[dict]:
@@ -152,10 +156,11 @@ def distinct_valid_rows(csv_paths: list[Path]) -> set[tuple[str, ...]]:
 def expected_profiles(rows: set[tuple[str, ...]], snapshot_date: str) -> dict[str, dict]:
     """Per-user counts recomputed independently of the pipeline: views, carts, purchases,
     revenue, events and the last event date, over the distinct events up to the snapshot."""
-    users: dict[str, dict] = defaultdict(lambda: {"views": 0, "carts": 0, "purchases": 0, "revenue": 0.0,
-                                                 "events": 0, "last": ""})
+    users: dict[str, dict] = defaultdict(
+        lambda: {"views": 0, "carts": 0, "purchases": 0, "revenue": 0.0, "events": 0, "last": ""}
+    )
     for row in rows:
-        when = datetime.strptime(row[0], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(row[0], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
         if when.date().isoformat() > snapshot_date:
             continue
         user = users[str(int(row[7]))]

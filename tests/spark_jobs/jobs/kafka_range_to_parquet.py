@@ -7,7 +7,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from ecommerce_profiles.spark_jobs.spark_conf import kafka_batch_options
+from spark_jobs.spark_conf import kafka_batch_options
 
 
 def main(bootstrap: str, topic: str, starting: str, ending: str, output_uri: str) -> None:
