@@ -32,7 +32,9 @@ def not_yet_archived(events: DataFrame, archived_elsewhere: DataFrame | None) ->
     """The run's distinct events minus those another batch already holds.
 
     EXCEPT DISTINCT compares whole rows and treats NULLs as equal (brand, category_code and
-    user_session are often empty), which is exactly "the same event".
+    user_session are often empty), which is exactly "the same event". A semi join on
+    (user_id, event_time) before it was slower (daily re-run archive stage 9.6-12.7 s -> 12.7-14.1 s):
+    reading the other batches' files is the cost, not the comparison.
     """
     events = events.select(*ARCHIVE_COLUMNS)
     if archived_elsewhere is None:

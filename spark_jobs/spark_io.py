@@ -11,8 +11,8 @@ from pyspark.sql import SparkSession
 
 from spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF, magic_commit_options
 
-# ~1 shuffle partition per 600k input events: bigger partitions spill the profile aggregation
-# (20M events: 423 s with 4 partitions, 269 s with 16; docs/benchmarks.md).
+# ~1 shuffle partition per 600k input events, for the read's collapse and the profiles alike:
+# at 20M events 4 read partitions spilled 6.9 GB, 34 none (job 717 -> 620 s, ab-read-partitions-20000000.json).
 EVENTS_PER_SHUFFLE_PARTITION = 600_000
 # The archive's Parquet takes ~35 bytes per event (898,873 generated events in 31.0 MB): the
 # profile job sizes its shuffle from the archive's file sizes instead of counting the rows.

@@ -132,16 +132,19 @@ def job_conf(
             # Adaptive execution re-plans the query after every shuffle and runs each stage as its
             # own job: for this job's few, evenly hashed shuffles (partitions sized from the input,
             # spark_io.scaled_shuffle_partitions) that is driver time and JIT work for nothing.
-            # Daily run, idle (docs/benchmarks.md): job 65.1 -> 58.2 s, 94 -> 78 CPU-s.
+            # Daily re-run 65.1 -> 58.2 s, 94 -> 78 CPU-s; 885k neutral (bench/results/ab-aqe-885129.json).
             "spark.sql.adaptive.enabled": "false",
             # The driver lists the archive's folders itself: above 32 folders (one per event date)
             # Spark would run a listing job of one task per folder, seconds of task overhead for
             # what is a few milliseconds per LIST on the object store.
             "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
             # The parallel (throughput) collector instead of G1: a batch job has no pause goal, and
-            # G1's concurrent work competes with the tasks for two cores. A/B, alternating: 885k
-            # events 73.7 / 68.8 -> 63.0 / 65.2 s (117 / 112 -> 100 / 104 CPU-s, GC 4.4 -> 1.9
-            # CPU-s); the daily re-run 64.3 -> 60.8 s on average of four (docs/benchmarks.md).
+            # G1's concurrent work competes with the tasks for two cores. 885k, alternating: 73.7 /
+            # 68.8 -> 63.0 / 65.2 s (bench/results/ab-parallelgc-885129.json); daily re-run 64.3 -> 60.8 s.
+            # Measured, not adopted (alternating A/Bs): C1-only JIT (-XX:TieredStopAtLevel=1) less
+            # CPU but more wall (daily re-run 66 -> 71-75 s); C2 only 165 s vs 138 s at 885k; AppCDS
+            # -1.4 s start-up for a 183 MB archive per class path; local[4] on 2 cores,
+            # spark.sql.codegen.wholeStage=false and an uncompressed in-memory cache: no gain at 100k.
             "spark.driver.extraJavaOptions": PARALLEL_GC,
             "spark.executor.extraJavaOptions": PARALLEL_GC,
             # Parquet timestamps as INT64 micros (Spark's default is legacy INT96) so DuckDB and

@@ -259,11 +259,9 @@ def spark_schema(fields: tuple[Field, ...] = PROFILE_FIELDS):
 ES_LOAD_SETTINGS = {"refresh_interval": "-1", "translog": {"durability": "async"}}
 # Settings the publish step restores before the alias points at the index.
 ES_SERVING_SETTINGS = {"refresh_interval": "1s", "translog": {"durability": "request"}}
-# Primary shards of a profile index. Each document is indexed by its _id (the user), so every
-# write first looks the id up; two shards halve the documents each lookup searches. Loading 9.19M
-# profiles (a 20M-event run) on the 2-core stack, alternating: two shards faster in 8 of 9 rounds,
-# in the last four 227 s against 259 s and 12 % less Elasticsearch CPU; four shards were no better
-# (docs/benchmarks.md, sessions 8 and 9).
+# Primary shards of a profile index: every write looks its _id (the user) up first, and two shards
+# halve the documents each lookup searches. 9.19M profiles on 2 cores, alternating: 227 s vs 259 s,
+# -12 % Elasticsearch CPU (bench/results/es-write-ab-4rounds.json); four shards no better.
 ES_PROFILE_SHARDS = 2
 
 
