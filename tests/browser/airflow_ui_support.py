@@ -56,6 +56,7 @@ class PrivateAirflow:
     log: Path
     process: subprocess.Popen | None = None
     pid: int | None = None  # standalone's pid = its session id
+    username: str = "admin"
     _token: str | None = field(default=None, repr=False)
 
     @property
@@ -141,7 +142,7 @@ class PrivateAirflow:
                 f"{self.url}/auth/token",
                 method="POST",
                 headers={"Content-Type": "application/json"},
-                data=json.dumps({"username": "admin", "password": self.password}).encode(),
+                data=json.dumps({"username": self.username, "password": self.password}).encode(),
             )
             with urllib.request.urlopen(request, timeout=10) as response:
                 self._token = json.load(response)["access_token"]
@@ -161,6 +162,18 @@ class PrivateAirflow:
                 if attempt == attempts:
                     raise
         return json.loads(body)
+
+    def request(self, method: str, path: str, body: dict | None = None):
+        """POST / PATCH / DELETE on the API with a JSON body; returns the decoded answer (or None)."""
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
+            data=json.dumps(body).encode() if body is not None else None,
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            text = response.read().decode()
+        return json.loads(text) if text else None
 
     def failure_report(self, dag_id: str, run_id: str, log_lines: int = 60) -> str:
         """Task states of a run, and the end of each failed task's log."""
@@ -184,6 +197,34 @@ class PrivateAirflow:
                     text = [f"(log not available: {err})"]
                 lines += [f"----- {ti['task_id']} try {ti['try_number']} -----", *text[-log_lines:]]
         return "\n".join(lines)
+
+
+# --- the UI steps a user takes (shared by tests/browser and tests/compose) ---
+def sign_in(page, airflow: PrivateAirflow) -> None:
+    """From the home page: an anonymous visitor is sent to the sign-in page; sign in as the admin."""
+    page.goto(airflow.url + "/")
+    page.wait_for_url("**/auth/login**")
+    page.get_by_label("Username").fill(airflow.username)
+    page.get_by_label("Password").fill(airflow.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Dags").first.wait_for()
+
+
+def open_dag(page, dag_id: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Dags").first.click()
+    page.get_by_role("link", name=dag_id, exact=True).click()
+    page.wait_for_url(f"**/dags/{dag_id}")
+    # the DAG page's own Trigger button (the list's are gone once it has rendered)
+    expect(page.get_by_role("button", name="Trigger Dag")).to_have_count(1)
+
+
+def open_trigger_form(page, dag_id: str):
+    page.get_by_role("button", name="Trigger Dag").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"Trigger Dag - {dag_id}").wait_for()
+    return dialog
 
 
 @contextmanager

@@ -24,7 +24,15 @@ from bench.generator import write_events_csv
 from tests.stack.stack_cli import unused_port
 from tests.support.pipeline import remove_pipeline_resources
 
-from .airflow_ui_support import PrivateAirflow, chromium_page, save_screenshot, session_pids
+from .airflow_ui_support import (
+    PrivateAirflow,
+    chromium_page,
+    open_dag,
+    open_trigger_form,
+    save_screenshot,
+    session_pids,
+    sign_in,
+)
 
 pytestmark = pytest.mark.usefixtures("stack")  # the real local stack: an integration test
 
@@ -95,30 +103,6 @@ def page(airflow, tmp_path):
         yield page
 
 
-def sign_in(page, airflow: PrivateAirflow) -> None:
-    page.goto(airflow.url + "/")
-    page.wait_for_url("**/auth/login**")  # an anonymous visitor is sent to the sign-in page
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(airflow.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("link", name="Dags").first.wait_for()
-
-
-def open_dag(page) -> None:
-    page.get_by_role("link", name="Dags").first.click()
-    page.get_by_role("link", name=DAG_ID, exact=True).click()
-    page.wait_for_url(f"**/dags/{DAG_ID}")
-    # the DAG page's own Trigger button (the list's are gone once it has rendered)
-    expect(page.get_by_role("button", name="Trigger Dag")).to_have_count(1)
-
-
-def open_trigger_form(page):
-    page.get_by_role("button", name="Trigger Dag").click()
-    dialog = page.get_by_role("dialog")
-    dialog.get_by_text(f"Trigger Dag - {DAG_ID}").wait_for()
-    return dialog
-
-
 def wait_for_run(airflow: PrivateAirflow, run_id: str) -> str:
     quoted = urllib.parse.quote(run_id, safe="")
     deadline = time.monotonic() + RUN_TIMEOUT
@@ -146,8 +130,8 @@ def the_triggered_run(airflow: PrivateAirflow, timeout: float = 30) -> dict:
 
 def test_sign_in_and_the_trigger_form_is_valid_as_it_opens(page, airflow):
     sign_in(page, airflow)
-    open_dag(page)
-    dialog = open_trigger_form(page)
+    open_dag(page, DAG_ID)
+    dialog = open_trigger_form(page, DAG_ID)
     # Every optional param is empty and the form still validates: Trigger is enabled at once.
     assert dialog.locator("#element_input_path").input_value() == ""
     assert dialog.locator("#element_snapshot_date").input_value() == ""
@@ -159,9 +143,9 @@ def test_sign_in_and_the_trigger_form_is_valid_as_it_opens(page, airflow):
 
 def test_one_shot_run_triggered_in_the_ui_succeeds_and_shows_its_summary(page, airflow):
     sign_in(page, airflow)
-    open_dag(page)
+    open_dag(page, DAG_ID)
 
-    dialog = open_trigger_form(page)
+    dialog = open_trigger_form(page, DAG_ID)
     dialog.locator("#element_input_path").fill(ONE_SHOT)
     trigger = dialog.get_by_role("button", name="Trigger", exact=True)
     assert trigger.is_enabled()
