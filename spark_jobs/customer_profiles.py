@@ -57,7 +57,7 @@ from pyspark.sql import functions as F
 
 from ecommerce_profiles.core import lake, profile_manifest, schemas
 from ecommerce_profiles.core.lake import BATCH_PARTITION
-from ecommerce_profiles.core.schemas import PROFILE_COLUMNS, PROFILE_FIELDS, spark_schema
+from ecommerce_profiles.core.schemas import PROFILE_COLUMNS, PROFILE_FIELDS
 from spark_jobs import profile_transforms
 from spark_jobs.archive_transforms import (
     BATCHED_ARCHIVE_SCHEMA,
@@ -92,6 +92,7 @@ from spark_jobs.spark_io import (
     write_summary,
     write_text,
 )
+from spark_jobs.spark_types import spark_schema
 
 LOG = logging.getLogger("customer_profiles")
 # The fewest Parquet files of a fully built snapshot and concurrent Elasticsearch bulk writers:

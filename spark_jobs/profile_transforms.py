@@ -18,7 +18,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, StructField, StructType
 
-from ecommerce_profiles.core.schemas import EVENT_COLUMNS, EVENT_FIELDS, PROFILE_FIELDS, spark_schema
+from ecommerce_profiles.core.schemas import EVENT_COLUMNS, EVENT_FIELDS, PROFILE_FIELDS
+from spark_jobs.spark_types import spark_schema
 
 EVENT_SCHEMA = spark_schema(EVENT_FIELDS)
 PROFILE_SCHEMA = spark_schema(PROFILE_FIELDS)

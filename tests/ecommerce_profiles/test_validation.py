@@ -20,7 +20,7 @@ import pytest
 
 from bench.generator import BAD_ROW_VARIANTS, write_events_csv
 from ecommerce_profiles.core import validation
-from ecommerce_profiles.core.schemas import EVENT_COLUMNS, EVENT_FIELDS, spark_schema
+from ecommerce_profiles.core.schemas import EVENT_COLUMNS, EVENT_FIELDS
 from ecommerce_profiles.core.validation import (
     _DIGEST,
     MAX_FIELD_BYTES,
@@ -36,6 +36,7 @@ from ecommerce_profiles.core.validation import (
     resolve_input,
     validate_files,
 )
+from spark_jobs.spark_types import spark_schema
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_events.csv"
 HEADER = ",".join(EVENT_COLUMNS)
