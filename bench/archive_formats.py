@@ -5,7 +5,7 @@
 Issue 11, item 1 asks to *measure* both candidates on this workload before choosing. On the same
 generated events (``generator.write_events_csv``, read with ``read_events_csv`` +
 ``collapse_duplicates`` as the Spark job does), in one local[2] SparkSession with the project's
-s3a conf (``spark_conf.job_conf``) plus the Delta jars, into fresh MinIO buckets:
+s3a conf (``spark_submit_conf.job_conf``) plus the Delta jars, into fresh MinIO buckets:
 
   A. Parquet, the project's way (``archive_transforms`` + the job's ``archive_state`` /
      ``delete_partitions``): raw/events/event_date=D/batch=B/, a run's events minus what other
@@ -380,7 +380,7 @@ def deltalake_count(bucket: str, prefix: str) -> dict[str, Any]:
 def spark_session(app: str):
     from pyspark.sql import SparkSession
 
-    from spark_jobs import spark_conf
+    from ecommerce_profiles import spark_submit_conf as spark_conf
     from spark_jobs.customer_profiles import quiet_spark_logs
 
     conf = spark_conf.job_conf(spark_conf.s3a_conf_from_env(), master=MASTER, driver_memory="3g", ui_enabled=False)

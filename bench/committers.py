@@ -6,7 +6,7 @@ Issue 14 asks for "a committer that writes straight to MinIO without rename copi
 or staging committer from spark-hadoop-cloud) ... measure each; keep only what the figures
 support". The job's archive write is an append of one file per (event_date, batch) partition;
 this measures exactly that shape in a fresh local[2] driver with the job's conf
-(``spark_conf.job_conf``), into a fresh MinIO bucket, for:
+(``spark_submit_conf.job_conf``), into a fresh MinIO bucket, for:
 
   classic  the job's conf: FileOutputCommitter, algorithm 2 (task commit renames = COPY + DELETE)
   magic    the S3A magic committer through spark-hadoop-cloud's PathOutputCommitProtocol and
