@@ -21,6 +21,9 @@ _INTEGRATION_FIXTURES = {"stack"}
 # Folders whose tests need what `make setup` provisions (Airflow's DB, the Compose CLI and the
 # Dockerfile linter) even where they use no service.
 _INTEGRATION_FOLDERS = ("dags", "stack", "deployment")
+# Tests of the Docker Compose stack (make test-compose): marked `compose`, which pytest.ini leaves
+# out of every run that does not ask for it (make test needs no Docker).
+_COMPOSE_FOLDERS = ("compose",)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,7 +36,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         folder = Path(str(item.fspath)).relative_to(PROJECT_ROOT / "tests").parts[0]
-        if names & _INTEGRATION_FIXTURES or folder in _INTEGRATION_FOLDERS:
+        if folder in _COMPOSE_FOLDERS:
+            item.add_marker(pytest.mark.compose)
+            item.add_marker(pytest.mark.integration)
+        elif names & _INTEGRATION_FIXTURES or folder in _INTEGRATION_FOLDERS:
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)

@@ -8,22 +8,19 @@ equal: doubles within a relative 1e-9, everything else exactly, nulls only where
 from __future__ import annotations
 
 import datetime as dt
-import math
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 from pyspark.sql import functions as F
 
-from bench.duckdb_reference import duckdb_profiles
 from bench.generator import DEFAULT_EVENT_MIX, write_events_csv
 from ecommerce_profiles.core.schemas import PROFILE_FIELDS
 from spark_jobs.profile_transforms import PROFILE_SCHEMA, build_profiles, read_events_csv
+from tests.support.profile_compare import reference_rows as reference_rows_of
+from tests.support.profile_compare import same_value
 
 N_EVENTS = 120_000
 SNAPSHOT = dt.date(2021, 1, 15)  # inside the generated range (2020-09-24 .. 2021-02-28)
-RELATIVE_TOLERANCE = 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +59,9 @@ def _spark_rows(spark, csv_path) -> list[dict]:
     return [row.asDict() for row in profiles.select(*as_plain).orderBy("user_id").collect()]
 
 
-def _duckdb_rows(csv_path) -> list[dict]:
-    table = duckdb_profiles(csv_path, SNAPSHOT)
-    assert table.column_names == [f.name for f in PROFILE_FIELDS]
-    for f in PROFILE_FIELDS:
-        if f.type == "timestamp":  # naive UTC timestamps -> epoch microseconds
-            index = table.column_names.index(f.name)
-            table = table.set_column(index, f.name, pc.cast(table[f.name], pa.int64()))
-    return table.to_pylist()
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE, abs_tol=0.0)
-    return a == b and type(a) is type(b)
-
-
 def test_spark_profiles_equal_the_duckdb_reference(spark, events_csv):
     spark_rows = _spark_rows(spark, events_csv)
-    reference_rows = _duckdb_rows(events_csv)
+    reference_rows = reference_rows_of(events_csv, SNAPSHOT)
 
     assert len(spark_rows) == len(reference_rows) > 10_000
     assert [r["user_id"] for r in spark_rows] == [r["user_id"] for r in reference_rows]
@@ -89,7 +70,7 @@ def test_spark_profiles_equal_the_duckdb_reference(spark, events_csv):
         (ours["user_id"], f.name, ours[f.name], theirs[f.name])
         for ours, theirs in zip(spark_rows, reference_rows)
         for f in PROFILE_FIELDS
-        if not _same(ours[f.name], theirs[f.name])
+        if not same_value(ours[f.name], theirs[f.name])
     ]
     assert not mismatches, f"{len(mismatches)} differences (user, field, spark, duckdb), first: {mismatches[:20]}"
 
