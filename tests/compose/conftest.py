@@ -73,7 +73,7 @@ def compose_stack(measurements):
     measurements["project"] = stack.project
     measurements["ports"] = stack.ports
     if stack.leftovers() != {"containers": [], "networks": [], "volumes": []}:
-        # An earlier session that was killed: start from nothing all the same.
+        # An earlier test run that was killed: start from nothing all the same.
         stack.make("clean", log_name="make-clean-before.log")
     measurements["up_kind"] = "warm" if _image_exists(AIRFLOW_IMAGE) else "cold"
     measurements["load_before_up"] = os.getloadavg()
