@@ -463,7 +463,7 @@ def stage_dag(csv_path: Path, root: Path, *, topic: str, bucket: str, alias: str
 def stage_previous_snapshot(topic: str, bucket: str, alias: str, run_date: str, root: Path) -> dict[str, Any]:
     """The day before the drop, as a daily deployment has it: the profile job run with nothing
     new to archive (an empty offset range, a batch of its own) rebuilds every profile of the
-    previous day from the archive and leaves that snapshot and its manifest behind. The drop.s run
+    previous day from the archive and leaves that snapshot and its manifest behind. The drop's run
     can then carry it forward; this run's time is the full rebuild's."""
     from spark_jobs.spark_conf import offsets_json
 
