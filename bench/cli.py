@@ -94,7 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     daily.add_argument("--redelivered-share", type=float, default=0.01, help="re-delivered archived events in the drop")
     daily.add_argument("--skip-rerun", action="store_true", help="no re-run of the job with an event log")
     parser.add_argument("--results-dir", type=Path, default=PROJECT_ROOT / "bench" / "results")
-    parser.add_argument("--no-docs", action="store_true", help="do not regenerate docs/benchmarks.md and its plot")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not regenerate docs/benchmarks.md, its plot and results/details.md"
+    )
     parser.add_argument("--keep-outputs", action="store_true", help="keep the bench topics, buckets and indices")
     parser.add_argument(
         "--wait-for-load",
