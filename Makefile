@@ -8,19 +8,33 @@ DATE ?= 2020-10-01
 DATA ?=
 SIZE ?= 885129
 PYTEST_ARGS ?=
+# The oldest Python the pinned requirements install on (Debian 12's python3.11); pyproject agrees.
+PYTHON_MIN := 3.11.2
 
-.PHONY: help setup venv jars lock stack-up stack-status stack-down stack-clean test test-fast demo airflow airflow-stop bench bench-daily generate distclean
+.PHONY: help prereqs setup provision tools venv jars lock stack-up stack-status stack-down stack-clean test test-fast test-fresh-machine demo airflow airflow-stop bench bench-daily generate distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: venv jars ## Install everything into .cache (venv, Spark connector jars, local services)
+prereqs: ## System packages (Python 3.11, JDK 17, Maven, Go, nginx, ...): installed as root with apt, else the command is printed
+	@bash scripts/install_prereqs.sh
+
+setup: provision tools ## Install everything into .cache (venv, Spark connector jars, local services, deployment check tools)
+
+# What the local stack needs (make demo, make stack-up); prereqs first: make runs them in order.
+provision: prereqs venv jars
 	@$(ENV) bash scripts/stack.sh provision
+
+# docker-compose and dockerfile-lint for tests/deployment (make test), built with Go.
+tools: prereqs
 	@[ ! -f scripts/provision_tools.sh ] || $(ENV) bash scripts/provision_tools.sh
 
 venv: .cache/venv/.installed ## Python 3.11 venv with the pinned requirements
 .cache/venv/.installed: requirements.txt pyproject.toml
-	@command -v python3.11 >/dev/null || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
+	@command -v python3.11 >/dev/null || { echo "Python $(PYTHON_MIN) or a later 3.11 is required: python3.11 not found (make prereqs installs it)"; exit 1; }
+	@v=$$(python3.11 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])'); \
+	  [ "$$(printf '%s\n' $(PYTHON_MIN) "$$v" | sort -V | head -n 1)" = $(PYTHON_MIN) ] || \
+	  { echo "Python $(PYTHON_MIN) or a later 3.11 is required: python3.11 is $$v (requirements.txt installs on $(PYTHON_MIN), Debian 12's)"; exit 1; }
 	@[ -x $(PY) ] || python3.11 -m venv .cache/venv
 	@echo "Installing Python dependencies (first time: a few minutes)..."
 	@.cache/venv/bin/pip install -q -r requirements.txt
@@ -36,7 +50,7 @@ lock: ## Re-resolve requirements.in into the pinned requirements.txt
 	@.cache/lock-venv/bin/pip install -q -r requirements.in
 	@.cache/lock-venv/bin/pip freeze > requirements.txt && echo "requirements.txt updated"
 
-stack-up: setup ## Start Kafka, MinIO and Elasticsearch locally (no Docker) and wait until healthy
+stack-up: provision ## Start Kafka, MinIO and Elasticsearch locally (no Docker) and wait until healthy
 	@$(ENV) bash scripts/stack.sh up
 
 stack-status: ## Show each local service, up or down, with its URL
@@ -48,11 +62,14 @@ stack-down: ## Stop the local stack (no stray processes)
 stack-clean: ## Stop the local stack and delete its data and logs (keeps downloads)
 	@$(ENV) bash scripts/stack.sh clean
 
-test: stack-up ## Run the whole test suite against the local stack
+test: setup stack-up ## Run the whole test suite against the local stack
 	@$(ENV) pytest $(PYTEST_ARGS)
 
 test-fast: venv ## Unit tests only: no services, no JVM (seconds)
 	@$(ENV) pytest -m "unit and not spark" -q $(PYTEST_ARGS)
+
+test-fresh-machine: venv ## The README's `make demo` in a fresh Debian 12 container (Docker engine from Debian; ~15 min)
+	@$(ENV) FRESH_MACHINE=1 pytest tests/fresh_machine -p no:cacheprovider $(PYTEST_ARGS)
 
 generate: venv ## Generate a sample dataset: make generate SIZE=200000 [OUT=data/electronics.csv]
 	@$(ENV) python -m bench.generate_events --events $(SIZE) --out $${OUT:-data/electronics.csv}
