@@ -34,7 +34,11 @@ from ecommerce_profiles.dag_defaults import DEFAULT_ARGS
 from ecommerce_profiles.operators import run_tasks
 from ecommerce_profiles.operators.kibana import KibanaImportOperator
 from ecommerce_profiles.operators.produce import ProduceEventsOperator
-from ecommerce_profiles.operators.profile_index import CreateProfileIndexOperator, PublishProfileIndexOperator
+from ecommerce_profiles.operators.profile_index import (
+    SUPERSEDED_XCOM_KEY,
+    CreateProfileIndexOperator,
+    PublishProfileIndexOperator,
+)
 from ecommerce_profiles.operators.spark_submit import ProfileJobSubmitOperator
 from ecommerce_profiles.operators.validate import ValidateEventsOperator
 
@@ -52,7 +56,8 @@ with DAG(
     catchup=False,
     # A one-shot run does not queue behind a daily run whose sensor waits for its drop: runs
     # overlap, and the steps that share Kafka offsets, the archive and the alias run one at a
-    # time across runs (max_active_tis_per_dag=1 below).
+    # time across runs (max_active_tis_per_dag=1 below). Of overlapping runs for one snapshot
+    # date, the newest build wins the alias (README, "Runs overlap safely").
     max_active_runs=4,
     tags=["ecommerce", "customer-profiles", "kafka", "spark", "elasticsearch"],
     default_args=DEFAULT_ARGS,
@@ -152,16 +157,19 @@ with DAG(
             "--summary-uri",
             "{{ " + PLAN + "['evidence_prefix'] }}/spark_summary.json",
         ],
-        max_active_tis_per_dag=1,  # the archive: one batch written at a time
+        # the archive: one batch written at a time, so a later build read every earlier one's
+        # batch. Each attempt (re)creates its index empty first (the task owns it).
+        max_active_tis_per_dag=1,
     )
 
     publish_profiles = PublishProfileIndexOperator(
         task_id="publish_profiles",
         index=create_profile_index.output,
         summary_key="{{ " + PLAN + "['evidence_prefix'] }}/spark_summary.json",
-        max_active_tis_per_dag=1,  # the alias
+        max_active_tis_per_dag=1,  # the alias: check and move in one step across runs
         # Downstream DAGs (the training set) are scheduled on these, with the snapshot date
-        # and counts in the asset event's extra.
+        # and counts in the asset event's extra. Skipped, so no event, when a later build of the
+        # same snapshot date is already published (this run's batch is in it).
         outlets=[PROFILE_SNAPSHOT_ASSET, PROFILE_ALIAS_ASSET],
     )
 
@@ -179,6 +187,7 @@ with DAG(
             validation=ti.xcom_pull(task_ids="validate_events"),
             produced=ti.xcom_pull(task_ids="produce_events"),
             published=ti.xcom_pull(task_ids="publish_profiles"),
+            superseded=ti.xcom_pull(task_ids="publish_profiles", key=SUPERSEDED_XCOM_KEY),
             kibana_dashboard_url=ti.xcom_pull(task_ids="import_kibana_objects"),
         )
 

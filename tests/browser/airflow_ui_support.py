@@ -175,6 +175,35 @@ class PrivateAirflow:
             text = response.read().decode()
         return json.loads(text) if text else None
 
+    def trigger(self, dag_id: str, conf: dict, run_id: str | None = None) -> str:
+        """A manual run without a logical date (as Airflow 3 allows); returns its run id."""
+        body: dict = {"logical_date": None, "conf": conf}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")["state"]
+
+    def wait_for_runs(self, dag_id: str, run_ids: list[str], timeout: float) -> dict[str, str]:
+        """Until every run is success or failed, or ``timeout``; {run id: last state seen}."""
+        deadline = time.monotonic() + timeout
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            states = {run_id: self.run_state(dag_id, run_id) for run_id in run_ids}
+            if all(state in ("success", "failed") for state in states.values()):
+                break
+            time.sleep(5)
+        return states
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        quoted = urllib.parse.quote(run_id, safe="")
+        tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")["task_instances"]
+        return {ti["task_id"]: ti["state"] for ti in tis}
+
     def failure_report(self, dag_id: str, run_id: str, log_lines: int = 60) -> str:
         """Task states of a run, and the end of each failed task's log."""
         quoted = urllib.parse.quote(run_id, safe="")
@@ -225,6 +254,43 @@ def open_trigger_form(page, dag_id: str):
     dialog = page.get_by_role("dialog")
     dialog.get_by_text(f"Trigger Dag - {dag_id}").wait_for()
     return dialog
+
+
+def private_airflow(root: Path, env: dict[str, str], home: Path | None = None) -> PrivateAirflow:
+    """A PrivateAirflow under ``root`` (its home, by default ``root/airflow_home``, logs and free
+    ports), on ``env`` (which names the pipeline's data dir, topic, bucket and alias)."""
+    from tests.stack.stack_cli import unused_port
+
+    home = home or root / "airflow_home"
+    env = {
+        **env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_PORT": str(unused_port()),
+        "STACK_LOG_DIR": str(root / "logs"),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(unused_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(unused_port()),
+    }
+    return PrivateAirflow(home=home, port=int(env["AIRFLOW_PORT"]), env=env, log=root / "logs" / "airflow.log")
+
+
+@contextmanager
+def running_airflow(instance: PrivateAirflow, dag_id: str) -> Iterator[PrivateAirflow]:
+    """Started and ``dag_id`` parsed; stopped afterwards with no process of its session left."""
+    started = time.monotonic()
+    try:
+        instance.start()
+        instance.wait_for_dag(dag_id)
+    except BaseException:
+        instance.stop()
+        raise
+    print(f"private Airflow ready at {instance.url} after {time.monotonic() - started:.0f}s")
+    try:
+        yield instance
+    finally:
+        seconds = instance.stop()
+        print(f"private Airflow stopped in {seconds:.1f}s")
+    left = session_pids(instance.pid) if instance.pid else []
+    assert not left, f"processes left after airflow_local.sh stop: {left}"
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """The Elasticsearch index lifecycle against the real local Elasticsearch: publish, the alias
-never moving backwards, one index per date, retention, orphans of failed runs, rollback."""
+never moving backwards, one index per date, retention, orphans of failed runs, rollback, and
+overlapping runs of one date (the build owns its index; the newest build of a date wins)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from elasticsearch import helpers
 
 from ecommerce_profiles.connections import elasticsearch_settings_from_env
 from ecommerce_profiles.core.profile_index import (
+    IndexStateError,
     PublishError,
     create_profile_index,
     discard_unpublished_index,
     profile_indices,
     publish_profile_index,
+    reset_build_index,
     rollback_alias,
 )
 from ecommerce_profiles.core.schemas import ES_PROFILE_SHARDS
@@ -145,3 +148,67 @@ def test_replicas_the_cluster_cannot_place_leave_the_alias_where_it_was(es_alias
         )
     assert _aliased(es, alias) == [first]
     assert not profile_indices(es, alias)[replicated]["published_at"]
+
+
+def _build(es, alias, index, n):
+    """What build_profiles does: the index afresh (its creation time is the build's), then n documents."""
+    reset_build_index(es, alias, index)
+    helpers.bulk(es, ({"_index": index, "_id": str(i), "_source": {"user_id": str(i)}} for i in range(n)))
+
+
+def test_a_publish_leaves_another_runs_unpublished_index_of_the_same_date_alone(es_alias):
+    es, alias = es_alias
+    first = _index_with_docs(es, alias, "2019-10-01", 2, 1)
+    second = create_profile_index(es, alias, "2019-10-01", now=T0 + timedelta(minutes=2))  # its job still to come
+    result = _publish(es, alias, first, 2, 3)
+    assert result["deleted_indices"] == [] and second in profile_indices(es, alias)
+
+
+@pytest.mark.parametrize("publish_order", ["build order", "reverse build order"])
+def test_the_newest_build_of_a_date_wins_whichever_publishes_first(es_alias, publish_order):
+    es, alias = es_alias
+    # Both runs created their index before either job ran; the later-created one's job ran
+    # first, so the other's job came second and read both batches (5 users, against 2).
+    built_last = create_profile_index(es, alias, "2019-10-01", now=T0 + timedelta(minutes=1))
+    built_first = create_profile_index(es, alias, "2019-10-01", now=T0 + timedelta(minutes=2))
+    _build(es, alias, built_first, 2)
+    _build(es, alias, built_last, 5)
+    order = [built_first, built_last] if publish_order == "build order" else [built_last, built_first]
+    results = {
+        index: publish_profile_index(
+            es, alias=alias, index=index, expected_docs=5 if index == built_last else 2, run_id=f"run-{index}"
+        )
+        for index in order
+    }
+    assert _aliased(es, alias) == [built_last] and es.count(index=alias)["count"] == 5
+    assert sorted(profile_indices(es, alias)) == [built_last], "the other index is gone, none orphaned"
+    assert results[built_last]["superseded_by"] is None
+    if publish_order == "build order":  # the newer build replaces the older one's published index
+        assert results[built_first]["alias_moved"] and results[built_last]["deleted_indices"] == [built_first]
+    else:  # the older build finds the newer one served: deleted, alias untouched
+        assert results[built_first]["superseded_by"] == built_last
+        assert results[built_first]["superseded_by_run"] == f"run-{built_last}"
+        assert not results[built_first]["alias_moved"] and results[built_first]["deleted_indices"] == [built_first]
+
+
+def test_a_build_recreates_its_index_empty_and_refuses_a_published_one(es_alias):
+    es, alias = es_alias
+    index = _index_with_docs(es, alias, "2019-10-01", 3, 1)  # an earlier attempt's half-written load
+    assert reset_build_index(es, alias, index) == "recreated"
+    es.indices.refresh(index=index)
+    assert es.count(index=index)["count"] == 0
+    es.indices.delete(index=index)  # gone (deleted by hand, or by an old publish)
+    assert reset_build_index(es, alias, index) == "created"
+    helpers.bulk(es, ({"_index": index, "_id": str(i), "_source": {"user_id": str(i)}} for i in range(3)))
+    _publish(es, alias, index, 3, 2)
+    with pytest.raises(IndexStateError, match="already published"):
+        reset_build_index(es, alias, index)
+    assert es.count(index=alias)["count"] == 3
+
+
+def test_publishing_an_index_that_is_gone_fails_as_a_state_error(es_alias):
+    es, alias = es_alias
+    index = create_profile_index(es, alias, "2019-10-01", now=T0)
+    es.indices.delete(index=index)
+    with pytest.raises(IndexStateError, match="does not exist"):
+        _publish(es, alias, index, 0, 1)

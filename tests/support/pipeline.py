@@ -69,6 +69,16 @@ class Pipeline(PipelineNames):
 def private_pipeline_env(root: Path, prefix: str, base: Mapping[str, str]) -> dict[str, str]:
     """``base`` plus unique names under ``root`` (data dir, bucket, topic, alias, Airflow home),
     and that Airflow home's metadata DB migrated; no Kafka, MinIO or Elasticsearch is needed."""
+    env = private_names_env(root, prefix, base)
+    subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "airflow_db.sh")], check=True, env=env, capture_output=True, timeout=600
+    )
+    return env
+
+
+def private_names_env(root: Path, prefix: str, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` plus unique names under ``root`` (data dir, bucket, topic, alias, Airflow home);
+    nothing is created but the data dir (an `airflow standalone` migrates its own DB)."""
     suffix = uuid.uuid4().hex[:8]
     data_dir = root / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,9 +91,6 @@ def private_pipeline_env(root: Path, prefix: str, base: Mapping[str, str]) -> di
         "ELASTICSEARCH_INDEX": f"{prefix}_profiles_{suffix}",
         "AIRFLOW_HOME": str(root / "airflow"),
     }
-    subprocess.run(
-        ["bash", str(PROJECT_ROOT / "scripts" / "airflow_db.sh")], check=True, env=env, capture_output=True, timeout=600
-    )
     return env
 
 
@@ -140,6 +147,40 @@ def alias_docs(alias: str) -> dict[str, dict]:
     es.indices.refresh(index=alias)
     hits = es.search(index=alias, size=10_000, query={"match_all": {}})["hits"]["hits"]
     return {h["_id"]: h["_source"] for h in hits}
+
+
+def reference_mismatches(docs: Mapping[str, dict], csv_paths: list[Path], snapshot_date: str) -> list[tuple]:
+    """Every difference between Elasticsearch profile documents (``alias_docs``) and the
+    independent DuckDB reference (bench/duckdb_reference.py) over ``csv_paths``: users missing on
+    either side, and (user, field, document, reference) for each field that differs. Dates and
+    timestamps are compared as the job writes them (``YYYY-MM-DD``, ISO-8601 UTC with
+    microseconds), doubles within a relative 1e-9, nulls as absent fields."""
+    import math
+
+    from bench.duckdb_reference import duckdb_profiles
+    from ecommerce_profiles.core.schemas import PROFILE_FIELDS
+
+    reference = {str(row["user_id"]): row for row in duckdb_profiles(csv_paths, snapshot_date).to_pylist()}
+    problems: list[tuple] = [("missing in the index", user) for user in sorted(reference.keys() - docs.keys())]
+    problems += [("not in the reference", user) for user in sorted(docs.keys() - reference.keys())]
+    for user in sorted(reference.keys() & docs.keys()):
+        for field_ in PROFILE_FIELDS:
+            want, got = reference[user][field_.name], docs[user].get(field_.name)
+            if want is None:
+                same = got is None
+            elif field_.name == "user_id":
+                same = got == str(want)
+            elif field_.type == "date":
+                same = got == want.isoformat()
+            elif field_.type == "timestamp":
+                same = got == want.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            elif field_.type == "double":
+                same = isinstance(got, (int, float)) and math.isclose(got, float(want), rel_tol=1e-9, abs_tol=0.0)
+            else:
+                same = got == want
+            if not same:
+                problems.append((user, field_.name, got, want))
+    return problems
 
 
 def distinct_valid_rows(csv_paths: list[Path]) -> set[tuple[str, ...]]:

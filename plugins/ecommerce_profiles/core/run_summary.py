@@ -56,9 +56,15 @@ def summarise(
     published: Mapping[str, Any],
     behind_alias: int | None,
     kibana_dashboard_url: str | None,
+    alias_now_on: list[str] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Check every count, then the summary dict (also written to the run's evidence)."""
+    """Check every count, then the summary dict (also written to the run's evidence).
+
+    ``published`` is the publish result (or, for a run whose publish was superseded by a later
+    build of the same snapshot date, that record: ``superseded_by`` names the index serving the
+    date instead); ``behind_alias`` is compared with the profiles when given and the alias moved.
+    """
     spark = published["spark"]
     check_counts(
         validation=validation,
@@ -85,6 +91,9 @@ def summarise(
         "snapshot_date": snapshot,
         "elasticsearch_index": published["index"],
         "elasticsearch_alias": alias if published["alias_moved"] else None,
+        "superseded_by": published.get("superseded_by"),
+        "superseded_by_run": published.get("superseded_by_run"),
+        "alias_now_on": alias_now_on,
         "lake_archive": lake.s3_uri(bucket, lake.archive_key()),
         "lake_profiles": lake.s3_uri(bucket, lake.snapshot_key(snapshot)),
         "evidence": lake.s3_uri(bucket, plan["evidence_prefix"]),
@@ -96,6 +105,15 @@ def summarise(
 
 def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     alias = summary["elasticsearch_alias"]
+    if summary.get("superseded_by"):
+        served = (
+            f" not published: {summary['superseded_by']} (run {summary['superseded_by_run']}), a later build of "
+            "the same snapshot date that read this run's batch too, is served instead"
+        )
+    elif alias:
+        served = f" behind alias {alias}"
+    else:
+        served = " (the alias stays on a newer snapshot)"
     return [
         "=" * 72,
         f"Customer profiles as of {summary['snapshot_date']} ({summary['mode']} run {summary['run_id']})",
@@ -103,8 +121,7 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         f"produced to Kafka {summary['events_produced']:,} | archived {summary['events_archived']:,} new "
         f"(+{summary['already_archived']:,} already archived, {summary['duplicates_in_run']:,} duplicates) | "
         f"profiles {summary['profiles']:,} from {summary['archive_events_total']:,} events",
-        f"  Elasticsearch: index {summary['elasticsearch_index']}"
-        + (f" behind alias {alias}" if alias else " (the alias stays on a newer snapshot)"),
+        f"  Elasticsearch: index {summary['elasticsearch_index']}" + served,
         f"  Lake: {summary['lake_archive']} (batch {summary['batch_id']}) and {summary['lake_profiles']}",
         f"  Evidence: {summary['evidence']} (quarantine, validation report, Spark summary)",
         f"  Kibana: {summary['kibana_dashboard'] or 'not configured (set AIRFLOW_CONN_KIBANA_DEFAULT)'}",

@@ -10,16 +10,21 @@ from airflow.exceptions import AirflowException
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.elasticsearch.hooks.elasticsearch import ElasticsearchPythonHook
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ecommerce_profiles.assets import snapshot_asset_extra
 from ecommerce_profiles.connections import ELASTICSEARCH_CONN_ID, LAKE_CONN_ID, elasticsearch_settings, pipeline_names
 from ecommerce_profiles.core import lake
 from ecommerce_profiles.core.profile_index import (
     DEFAULT_RETENTION,
+    IndexStateError,
     PublishError,
     create_profile_index,
     publish_profile_index,
 )
+
+# The XCom key under which a superseded publish leaves its result (it returns none: it skips).
+SUPERSEDED_XCOM_KEY = "superseded"
 
 
 def elasticsearch_client(conn_id: str = ELASTICSEARCH_CONN_ID):
@@ -54,6 +59,13 @@ class PublishProfileIndexOperator(BaseOperator):
     evidence) == documents in the new index, and the index has its ``replicas`` (default:
     ELASTICSEARCH_PROFILE_REPLICAS; it was loaded without). Keeps ``retention`` published
     indices for rollback. Returns the publish result merged with the job's summary.
+
+    The newest build of a snapshot date wins: when a later build of the same date is already
+    published (another run's, which read this run's batch too), this index is deleted and the
+    task is **skipped**, so its outlets get no asset event (nothing announces a snapshot that
+    is not served); the result goes to the ``superseded`` XCom for summarise_run. Run one at a
+    time across runs (``max_active_tis_per_dag=1``). A missing index fails at once, without
+    retries.
     """
 
     template_fields: Sequence[str] = ("alias", "index", "summary_key", "bucket")
@@ -98,9 +110,19 @@ class PublishProfileIndexOperator(BaseOperator):
                 expected_docs=int(summary["profiles"]),
                 retention=self.retention,
                 replicas=replicas,
+                run_id=context["run_id"],
             )
+        except IndexStateError as err:
+            raise AirflowFailException(str(err)) from err
         except PublishError as err:
             raise AirflowException(str(err)) from err
+        if result["superseded_by"]:
+            context["ti"].xcom_push(key=SUPERSEDED_XCOM_KEY, value={**result, "spark": summary})
+            raise AirflowSkipException(
+                f"Not published: snapshot {summary['snapshot_date']} is already served from {result['superseded_by']} "
+                f"(run {result['superseded_by_run']}), built after this run's job and so from this run's batch too; "
+                f"this run's index {self.index} ({summary['profiles']} profiles) was deleted. No asset event."
+            )
         if result["alias_moved"]:
             self.log.info("Alias %s -> %s (%d profiles, %d replica(s))", alias, self.index, result["docs"], replicas)
         else:

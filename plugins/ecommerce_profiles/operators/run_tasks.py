@@ -15,7 +15,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from ecommerce_profiles.connections import ELASTICSEARCH_CONN_ID, LAKE_CONN_ID, pipeline_names
 from ecommerce_profiles.core import lake
 from ecommerce_profiles.core.paths import data_dir
-from ecommerce_profiles.core.profile_index import discard_unpublished_index
+from ecommerce_profiles.core.profile_index import discard_unpublished_index, profile_indices
 from ecommerce_profiles.core.run_plan import PlanError, plan_run
 from ecommerce_profiles.core.run_summary import CountMismatch, log_summary, summarise
 from ecommerce_profiles.operators.profile_index import elasticsearch_client
@@ -53,15 +53,28 @@ def summarise_run(
     plan: Mapping[str, Any],
     validation: Mapping[str, Any],
     produced: Mapping[str, Any],
-    published: Mapping[str, Any],
+    published: Mapping[str, Any] | None,
     kibana_dashboard_url: str | None,
+    superseded: Mapping[str, Any] | None = None,
     lake_conn_id: str = LAKE_CONN_ID,
     es_conn_id: str = ELASTICSEARCH_CONN_ID,
 ) -> dict[str, Any]:
-    """Re-check every count, record the run (evidence + the date's latest pointer), log the summary."""
+    """Re-check every count, record the run (evidence + the date's latest pointer), log the summary.
+
+    ``published`` is publish_profiles' result; when that task was skipped because a later build
+    of the same snapshot date was already served, ``superseded`` (its XCom) stands in for it.
+    Documents behind the alias are compared with the run's profiles only while the alias still
+    points at the run's own index: an overlapping run may have moved it on since.
+    """
     names = pipeline_names()
+    if published is None:
+        if superseded is None:
+            raise AirflowException("publish_profiles left neither a result nor a 'superseded' record")
+        published = superseded
+    es = elasticsearch_client(es_conn_id)
+    aliased_now = sorted(name for name, info in profile_indices(es, names.alias).items() if info["aliased"])
     behind_alias = (
-        elasticsearch_client(es_conn_id).count(index=names.alias)["count"] if published["alias_moved"] else None
+        es.count(index=names.alias)["count"] if published["alias_moved"] and published["index"] in aliased_now else None
     )
     try:
         summary = summarise(
@@ -72,6 +85,7 @@ def summarise_run(
             produced=produced,
             published=published,
             behind_alias=behind_alias,
+            alias_now_on=aliased_now,
             kibana_dashboard_url=kibana_dashboard_url,
         )
     except CountMismatch as err:

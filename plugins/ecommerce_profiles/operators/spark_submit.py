@@ -10,6 +10,7 @@ from airflow.exceptions import AirflowException
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
 
 from ecommerce_profiles.connections import (
     ELASTICSEARCH_CONN_ID,
@@ -22,6 +23,8 @@ from ecommerce_profiles.connections import (
     pipeline_names,
 )
 from ecommerce_profiles.core import lake as lake_layout
+from ecommerce_profiles.core.profile_index import IndexStateError, reset_build_index
+from ecommerce_profiles.operators.profile_index import elasticsearch_client
 from ecommerce_profiles.spark_submit_conf import (
     es_credentials_conf,
     job_conf,
@@ -90,9 +93,21 @@ class ProfileJobSubmitOperator(LakeSparkSubmitOperator):
     (``--bootstrap-servers``, ``--topic``, ``--lake-uri``, ``--es-nodes``), so the DAG passes
     only what belongs to the run. When the job fails, the task's error names the stage and the
     service it was using (from the failure the job records at ``--summary-uri``), not only
-    spark-submit's exit code."""
+    spark-submit's exit code.
+
+    The task owns its Elasticsearch index (``--es-index``): every attempt starts by creating it
+    afresh (ecommerce_profiles.core.profile_index.reset_build_index), so a retry never writes into
+    an index that is gone or half-written, and the index's creation time is the build's start,
+    which publish_profiles uses to let the newest build of a snapshot date win."""
 
     def execute(self, context) -> None:
+        args = list(self.application_args or [])
+        index = args[args.index("--es-index") + 1]
+        try:
+            done = reset_build_index(elasticsearch_client(self.es_conn_id), pipeline_names().alias, index)
+        except IndexStateError as error:
+            raise AirflowFailException(str(error)) from error
+        self.log.info("Index %s %s empty for this attempt of the job", index, done)
         try:
             return super().execute(context)
         except AirflowException as error:
