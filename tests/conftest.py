@@ -20,7 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _INTEGRATION_FIXTURES = {"stack"}
 # Folders whose tests need what `make setup` provisions (Airflow's DB, the Compose CLI and the
 # Dockerfile linter) even where they use no service.
-_INTEGRATION_FOLDERS = ("dags", "stack", "deployment")
+_INTEGRATION_FOLDERS = ("dags", "stack", "deployment", "fresh_machine")
 # Tests of the Docker Compose stack (make test-compose): marked `compose`, which pytest.ini leaves
 # out of every run that does not ask for it (make test needs no Docker).
 _COMPOSE_FOLDERS = ("compose",)
