@@ -71,3 +71,27 @@ def test_each_kind_of_mismatch_is_named(where, change, message):
 def test_documents_behind_the_alias_must_equal_the_profiles():
     with pytest.raises(CountMismatch, match="39 documents behind the alias"):
         check_counts(validation=VALIDATION, produced=PRODUCED, spark=SPARK, behind_alias=39)
+
+
+def test_a_superseded_publish_is_summarised_naming_the_index_and_run_serving_the_date():
+    superseded = {
+        "spark": SPARK,
+        "alias_moved": False,
+        "index": "profiles-20201117-1",
+        "superseded_by": "profiles-20201117-2",
+        "superseded_by_run": "manual__y",
+    }
+    summary = summarise(
+        plan=PLAN,
+        bucket="lake",
+        alias="profiles",
+        validation=VALIDATION,
+        produced=PRODUCED,
+        published=superseded,
+        behind_alias=None,
+        alias_now_on=["profiles-20201117-2"],
+        kibana_dashboard_url=None,
+    )
+    assert summary["elasticsearch_alias"] is None and summary["superseded_by_run"] == "manual__y"
+    text = "\n".join(summary_lines(summary))
+    assert "not published: profiles-20201117-2 (run manual__y), a later build of the same snapshot date" in text
