@@ -21,6 +21,7 @@ batch), `profiles/snapshot_date=*/`, and the evidence of every run under
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -31,6 +32,7 @@ from ecommerce_profiles.assets import PROFILE_ALIAS_ASSET, PROFILE_SNAPSHOT_ASSE
 from ecommerce_profiles.core.paths import INCLUDE_DIR, SPARK_JOB_FILE
 from ecommerce_profiles.core.run_plan import snapshot_date
 from ecommerce_profiles.dag_defaults import DEFAULT_ARGS
+from ecommerce_profiles.notifications import run_deadline, run_failure_notifier, success_summary_notifier
 from ecommerce_profiles.operators import run_tasks
 from ecommerce_profiles.operators.kibana import KibanaImportOperator
 from ecommerce_profiles.operators.produce import ProduceEventsOperator
@@ -61,6 +63,11 @@ with DAG(
     max_active_runs=4,
     tags=["ecommerce", "customer-profiles", "kafka", "spark", "elasticsearch"],
     default_args=DEFAULT_ARGS,
+    # Alerts (docs/operations.md): a failed run mails; a run with a logical date not finished
+    # PIPELINE_DEADLINE_HOURS after its day ended mails (DeadlineAlert); each task's last failed
+    # try mails (DEFAULT_ARGS); summarise_run mails the counts when ALERT_ON_SUCCESS is on.
+    on_failure_callback=[run_failure_notifier()],
+    deadline=run_deadline(),
     params={
         # Optional params are nullable with a None default: the UI's trigger form is valid as it
         # opens (an empty required string would keep its Trigger button disabled).
@@ -109,8 +116,9 @@ with DAG(
         filepath=plan["wait_path"],  # the drop's _SUCCESS marker, or the one-shot file itself
         fs_conn_id="fs_default",
         mode="reschedule",
-        poke_interval=60,
-        timeout=int(timedelta(hours=6).total_seconds()),
+        poke_interval=float(os.environ.get("PIPELINE_INPUT_POKE_SECONDS") or 60),
+        # then the run fails and the "Input missing" alert names what it waited for
+        timeout=int(timedelta(hours=float(os.environ.get("PIPELINE_INPUT_WAIT_HOURS") or 6)).total_seconds()),
         execution_timeout=timedelta(minutes=5),
     )
 
@@ -179,7 +187,11 @@ with DAG(
         kibana_conn_id="kibana_default",
     )
 
-    @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=10))
+    @task(
+        trigger_rule="none_failed",
+        execution_timeout=timedelta(minutes=10),
+        on_success_callback=[success_summary_notifier()],  # mails only when ALERT_ON_SUCCESS is on
+    )
     def summarise_run(ti=None) -> dict:
         """Every count adds up; the run's summary goes to its evidence and to the log."""
         return run_tasks.summarise_run(

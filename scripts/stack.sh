@@ -11,7 +11,8 @@
 #   down       stop the services (TERM, then KILL after a grace period), remove the pid files
 #   clean      down, then delete the runtime data and logs under .stack (keeps .cache)
 #
-# Services (start order): kafka minio elasticsearch esproxy spark. esproxy is nginx demanding
+# Services (start order): kafka minio elasticsearch esproxy mailpit spark. mailpit receives the
+# alert mails (SMTP + web UI, docs/operations.md). esproxy is nginx demanding
 # basic auth in front of elasticsearch (the pipeline's authenticated endpoint). spark, a standalone cluster, is opt-in:
 # a bare `up` starts it only with SPARK=cluster (make stack-up SPARK=cluster), a bare `status`
 # lists it only while it has a pid file; `down`/`clean` cover it. Each is scripts/services/<name>.sh, which
@@ -23,7 +24,7 @@
 # runs a second broker beside the first.
 set -euo pipefail
 
-ALL_SERVICES=(kafka minio elasticsearch esproxy spark)
+ALL_SERVICES=(kafka minio elasticsearch esproxy mailpit spark)
 STOP_GRACE_SECONDS=30
 DEFAULT_HEALTH_TIMEOUT=60
 
