@@ -44,7 +44,19 @@ require_success = state=$$($(AIRFLOW_CLI) tasks state $(DAG_ID) $(1) $(DATE) 2>/
 	case "$$state" in success|skipped) echo "=== $(1): $$state";; \
 	  *) echo "=== $(1): $${state:-no state} (see the log above)" >&2; exit 1;; esac
 
-.PHONY: check-data start stop ingest process logs ps clean
+.PHONY: check-data start stop ingest process logs ps clean compose-engine compose-base-image compose-engine-status
+
+# A Docker engine for STACK=compose where the machine has none ready (scripts/docker_engine.sh):
+# Debian's docker.io, dockerd in the background (no systemd), the compose and buildx CLI plugins
+# built from the Go module proxy. A no-op where `docker info`, `docker compose` and `docker buildx` work.
+compose-engine: ## Docker engine + compose/buildx plugins, installed and started when missing
+	@bash scripts/docker_engine.sh ensure
+
+compose-base-image: ## Debian bookworm base image for the stand-in images (debootstrap; prints its name)
+	@bash scripts/docker_engine.sh base-image
+
+compose-engine-status: ## Docker engine, plugins and base image: what is there and who started it
+	@bash scripts/docker_engine.sh status
 
 check-data: ## Is the dataset in place? (data/electronics.csv or data/events.csv: header, rows)
 	@$(ENV) python scripts/check_data.py $(DATA)
