@@ -12,5 +12,5 @@ COMPOSE_TEST_PROJECT ?= ecommerce-profiles-test
 
 .PHONY: test-compose
 
-test-compose: venv ## The Compose stack for real: build, up --wait, DAG runs, faults, UI, down -v (needs Docker)
+test-compose: venv compose-engine ## The Compose stack for real: build, up --wait, DAG runs, faults, UI, down -v (needs Docker)
 	@$(ENV) COMPOSE_TEST_PROJECT=$(COMPOSE_TEST_PROJECT) pytest -m compose -s tests/compose $(PYTEST_ARGS)

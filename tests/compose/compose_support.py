@@ -74,6 +74,7 @@ class ComposeStack:
     log_dir: Path
     events: list[tuple[float, str]] = field(default_factory=list)
     _files: list[str] | None = None
+    _env_files: list[str] = field(default_factory=list)
 
     @classmethod
     def with_free_ports(cls, log_dir: Path) -> ComposeStack:
@@ -144,22 +145,30 @@ class ComposeStack:
         out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)
 
+    def _project_labels(self) -> dict[str, str]:
+        for info in self.inspect(*self.containers()):
+            labels = info["Config"]["Labels"]
+            if labels.get("com.docker.compose.project.config_files"):
+                return labels
+        return {}
+
     def config_files(self) -> list[str]:
         """The compose files the running project was created from (labels of its containers)."""
         if self._files is None:
-            files: list[str] = []
-            for info in self.inspect(*self.containers()):
-                label = info["Config"]["Labels"].get("com.docker.compose.project.config_files", "")
-                files = [f for f in label.split(",") if f]
-                if files:
-                    break
-            self._files = files or [str(COMPOSE_FILE)]
+            labels = self._project_labels()
+            self._files = [f for f in labels.get("com.docker.compose.project.config_files", "").split(",") if f] or [
+                str(COMPOSE_FILE)
+            ]
+            self._env_files = [f for f in labels.get("com.docker.compose.project.environment_file", "").split(",") if f]
         return self._files
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+        """``docker compose`` on the running project: its compose files and env files, this environment."""
         cmd = ["docker", "compose", "-p", self.project]
         for path in self.config_files():
             cmd += ["-f", path]
+        for path in self._env_files:
+            cmd += ["--env-file", path]
         result = subprocess.run(
             [*cmd, *args], cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
