@@ -22,6 +22,7 @@ fi
 # Airflow, local route: SQLite metadata under .stack, this repo's folders, no examples.
 export AIRFLOW_HOME="$STACK_DIR/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$PROJECT_ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$PROJECT_ROOT/plugins"  # as in Compose: ./plugins is Airflow's plugins folder
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export PIPELINE_DATA_DIR="${PIPELINE_DATA_DIR:-$PROJECT_ROOT/data}"

@@ -137,3 +137,14 @@ def test_dags_reference_the_jobs_by_path():
 
     assert paths.SPARK_JOB_FILE == SPARK_JOBS / "customer_profiles.py" and paths.SPARK_JOB_FILE.is_file()
     assert paths.TRAINING_SET_JOB_FILE == SPARK_JOBS / "training_set.py" and paths.TRAINING_SET_JOB_FILE.is_file()
+
+
+def test_the_plugin_manager_skips_the_package():
+    """Airflow's plugin manager imports each .py file it finds under plugins/ as a top-level
+    module named after the file; plugins/.airflowignore keeps it out of the package, which the
+    DAGs import as a package and which registers no AirflowPlugin."""
+    from airflow._shared.module_loading import find_path_from_directory
+
+    found = [path for path in find_path_from_directory(str(PLUGINS), ".airflowignore", "glob") if path.endswith(".py")]
+    assert found == []
+    assert any(PLUGINS.rglob("*.py"))  # the check looked at a folder with modules in it
