@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # check=error=true
 #
 # The Airflow image of the Compose stack: the official apache/airflow image extended the way its
@@ -13,6 +12,10 @@
 
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
+# The three base images are build arguments so a machine without registry access can build on
+# local stand-ins (scripts/compose_images.sh, docs/deployment.md); the defaults are the official
+# images. No `# syntax=` line: it would make BuildKit pull a frontend image from a registry.
+ARG AIRFLOW_BASE_IMAGE=apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
 ARG SPARK_IMAGE=apache/spark:3.5.7-scala2.12-java17-python3-ubuntu
 ARG MAVEN_IMAGE=maven:3.9.11-eclipse-temurin-17
 
@@ -32,7 +35,7 @@ ENV SPARK_JARS_DIR=/opt/spark-jars \
 RUN --mount=type=cache,target=/root/.m2 \
     touch .env && bash scripts/spark_jars.sh --force
 
-FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+FROM ${AIRFLOW_BASE_IMAGE}
 ARG AIRFLOW_VERSION
 
 USER root

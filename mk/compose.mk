@@ -14,6 +14,12 @@
 
 ENV ?= source scripts/env.sh &&
 COMPOSE ?= docker compose
+# Stand-in images (scripts/compose_images.sh select, run by `make start`): when no registry
+# answered, .stack/compose-images.env names them and adds docker-compose.standin.yaml
+# (COMPOSE_FILE); every target below then passes it to Compose after .env. Tested by the shell
+# at run time, so the file `start` has just written counts.
+COMPOSE_IMAGES_ENV := .stack/compose-images.env
+COMPOSE_CMD = $(COMPOSE) $$([ -f $(COMPOSE_IMAGES_ENV) ] && echo --env-file .env --env-file $(COMPOSE_IMAGES_ENV))
 DAG_ID ?= ecommerce_customer_profiles
 DATE ?= 2020-10-01
 DATA ?=
@@ -31,7 +37,7 @@ endif
 DATASET = $(or $(DATA),$(firstword $(wildcard data/electronics.csv data/events.csv)),data/electronics.csv)
 # Airflow CLI: in the scheduler container (it runs the tasks) or from the venv.
 ifeq ($(STACK),compose)
-AIRFLOW_CLI = $(COMPOSE) exec -T airflow-scheduler airflow
+AIRFLOW_CLI = $(COMPOSE_CMD) exec -T airflow-scheduler airflow
 else
 AIRFLOW_CLI = $(ENV) bash scripts/airflow_db.sh && $(ENV) airflow
 endif
@@ -64,7 +70,11 @@ check-data: ## Is the dataset in place? (data/electronics.csv or data/events.csv
 start: ## Start every service (STACK=compose: docker compose up --build --wait; local: stack-up)
 ifeq ($(STACK),compose)
 	@./setup-environment.sh
-	$(COMPOSE) up -d --build --wait
+	@# A Docker engine, the compose and buildx plugins (installed/started/built only when missing),
+	@# then the images: official ones, or stand-ins when no registry answers (it says which and why).
+	@bash scripts/docker_engine.sh ensure
+	@bash scripts/compose_images.sh select
+	$(COMPOSE_CMD) up -d --build --wait
 else
 	@$(ENV) bash scripts/stack.sh up
 	@echo "Local stack up. The Airflow UI runs in the foreground with: make airflow"
@@ -72,7 +82,9 @@ endif
 
 stop: ## Stop every service, keep the data (compose: down; local: stack-down)
 ifeq ($(STACK),compose)
-	$(COMPOSE) down
+	$(COMPOSE_CMD) down
+	@# Stops dockerd only when scripts/docker_engine.sh started it.
+	@bash scripts/docker_engine.sh stop
 else
 	@$(ENV) bash scripts/stack.sh down
 endif
@@ -91,21 +103,22 @@ process: ## Kafka -> Spark -> MinIO + Elasticsearch: the rest of the run `make i
 
 logs: ## Follow the logs (compose: every service; local: .stack/logs/*.log)
 ifeq ($(STACK),compose)
-	$(COMPOSE) logs -f --tail=100
+	$(COMPOSE_CMD) logs -f --tail=100
 else
 	@$(ENV) tail -n 50 -F "$$STACK_LOG_DIR"/*.log
 endif
 
 ps: ## State and health of each service
 ifeq ($(STACK),compose)
-	$(COMPOSE) ps
+	$(COMPOSE_CMD) ps
 else
 	@$(ENV) bash scripts/stack.sh status
 endif
 
 clean: ## Stop and delete the services' data (compose: down -v; local: stack-clean); keeps .cache
 ifeq ($(STACK),compose)
-	$(COMPOSE) down -v --remove-orphans
+	$(COMPOSE_CMD) down -v --remove-orphans
+	@bash scripts/docker_engine.sh stop
 else
 	@$(ENV) bash scripts/stack.sh clean
 endif

@@ -194,11 +194,24 @@ def compose_variables(compose_text: str) -> set[str]:
     return names
 
 
+_DEFAULTED = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):?-[^}]*\}")
+
+
+def compose_variables_with_defaults(compose_text: str) -> set[str]:
+    """Names that have a default wherever they are used (${VAR:-default}): .env need not define them."""
+    text = compose_text.replace("$$", "")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    defaulted = {name for line in lines for name in _DEFAULTED.findall(line)}
+    bare = {a or b for line in lines for a, b in _VARIABLE.findall(_DEFAULTED.sub("", line))}
+    return defaulted - bare
+
+
 def check_variables_defined(compose_text: str, env: dict[str, str]) -> list[str]:
+    optional = compose_variables_with_defaults(compose_text)
     return [
         f"${{{name}}} is used in docker-compose.yaml but not defined in .env"
         for name in sorted(compose_variables(compose_text))
-        if name not in env
+        if name not in env and name not in optional
     ]
 
 
@@ -663,6 +676,7 @@ def expected_images(v: dict[str, str]) -> list[tuple[str, str, str]]:
         ("docker.elastic.co/elasticsearch/elasticsearch", v.get("ES_VERSION", ""), "ES_VERSION"),
         ("docker.elastic.co/kibana/kibana", v.get("KIBANA_VERSION", ""), "KIBANA_VERSION"),
         ("quay.io/minio/minio", minio, "MINIO_IMAGE_TAG" if "MINIO_IMAGE_TAG" in v else "MINIO_VERSION"),
+        ("axllent/mailpit", v.get("MAILPIT_VERSION", ""), "MAILPIT_VERSION"),
     ]
 
 
