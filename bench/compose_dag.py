@@ -14,7 +14,7 @@
 
 Rounds alternate the order (compose, local, then local, compose, ...). The result, with the
 machine's speed probe and load, goes to ``bench/results/compose-<events>.json``; the stack is
-taken down with ``make clean STACK=compose`` unless ``--keep-stack``.
+taken down with ``docker compose down -v`` unless ``--keep-stack``.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         result["load_mean_1m"] = loads.mean()
         if not args.keep_stack and stack.containers():
             stack.save_logs()
-            result["down_s"] = round(stack.make("clean", log_name="make-clean.log"), 1)
+            result["down_s"] = round(stack.down(), 1)
         target.unlink(missing_ok=True)
         out = RESULTS_DIR / f"compose-{args.events}.json"
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")

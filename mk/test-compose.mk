@@ -5,7 +5,8 @@
 # images, docker compose up --wait) under the project name COMPOSE_TEST_PROJECT and free host
 # ports (so it runs beside the local stack and beside a user's own Compose stack), the DAGs
 # driven through the api-server's REST API and the UI (Playwright + Debian's Chromium), faults
-# with `docker compose kill`, and `make clean STACK=compose` (down -v) at the end. Timings and
+# with `docker compose kill`, and `docker compose down -v` at the end (not `make clean`: it
+# also stops a dockerd the project started, and with it every other project on that engine). Timings and
 # the memory peak: $(STACK_DIR)/compose-test/measurements.json; service logs beside it.
 
 COMPOSE_TEST_PROJECT ?= ecommerce-profiles-test

@@ -3,7 +3,7 @@
 The session starts it with the make target users run (``make start STACK=compose``: build, then
 ``docker compose up --wait``) under its own project name and free host ports (see
 compose_support.py), samples its memory with ``docker stats`` while the tests run, and takes it
-down with ``make clean STACK=compose`` (``docker compose down -v``) at the end whatever happened;
+down with ``docker compose down -v`` at the end whatever happened;
 the last test checks that nothing of the project is left. Files the tests drop into ./data are
 removed again.
 
@@ -68,13 +68,13 @@ def _image_exists(name: str) -> bool:
 
 @pytest.fixture(scope="session")
 def compose_stack(measurements):
-    """``make start STACK=compose`` from nothing; ``make clean STACK=compose`` at the end."""
+    """``make start STACK=compose`` from nothing; ``docker compose down -v`` at the end."""
     stack = ComposeStack.with_free_ports(LOG_DIR)
     measurements["project"] = stack.project
     measurements["ports"] = stack.ports
     if stack.leftovers() != {"containers": [], "networks": [], "volumes": []}:
         # An earlier test run that was killed: start from nothing all the same.
-        stack.make("clean", log_name="make-clean-before.log")
+        stack.down()
     measurements["up_kind"] = "warm" if _image_exists(AIRFLOW_IMAGE) else "cold"
     measurements["load_before_up"] = os.getloadavg()
     sampler = MemorySampler(stack).start()
@@ -90,7 +90,7 @@ def compose_stack(measurements):
         try:
             if stack.containers():
                 stack.save_logs()
-                stack.make("clean", log_name="make-clean-after.log")
+                stack.down()
         except (RuntimeError, subprocess.SubprocessError, OSError) as err:
             print(f"[compose] clean-up failed: {err}")
 

@@ -1,7 +1,7 @@
 """The Compose stack, started for real: every service in a container, the DAGs run by Airflow in them.
 
 One stack for the whole module (conftest.py: ``make start STACK=compose`` under its own project
-name and free ports, ``make clean STACK=compose`` at the end). The tests run in this order and
+name and free ports, ``docker compose down -v`` at the end). The tests run in this order and
 build on each other, as a user's first day would:
 
 1. the stack is up: every service running and healthy, every one-shot service exited 0;
@@ -24,7 +24,7 @@ build on each other, as a user's first day would:
 9. Playwright + Debian's Chromium on the containerised UI: sign in, the trigger form is valid as it
    opens, a run started there succeeds;
 10. every published port is bound to 127.0.0.1 (the containers' bindings and the listening sockets);
-11. ``make clean STACK=compose`` (``docker compose down -v``) leaves no container, network or volume
+11. ``docker compose down -v`` leaves no container, network or volume
     of the project.
 """
 
@@ -365,6 +365,6 @@ def test_every_published_port_is_bound_to_loopback_only(compose_stack):
 def test_down_v_leaves_no_container_network_or_volume_of_the_project(compose_stack, measurements):
     assert compose_stack.leftovers()["volumes"], "the running stack should have volumes to remove"
     compose_stack.save_logs()
-    measurements["down_s"] = round(compose_stack.make("clean", log_name="make-clean.log"), 1)
+    measurements["down_s"] = round(compose_stack.down(), 1)
     left = compose_stack.leftovers()
     assert left == {"containers": [], "networks": [], "volumes": []}, left
