@@ -210,6 +210,11 @@ BAD_ROW_VARIANTS: dict[str, tuple[Callable[[list[str]], str], ...]] = {
     "message_too_large": (
         lambda f: ",".join(f[:5] + ["b" * (2 * 1024 * 1024 + 1)] + f[6:]),  # a line over 2 MiB
     ),
+    "control_character": (
+        lambda f: ",".join(f[:5] + ["\x1b[31m" + (f[5] or "brand") + "\x1b[0m"] + f[6:]),  # ANSI colours in brand
+        lambda f: ",".join(f[:8] + [f[8][:3] + "\x00" + f[8][3:]]),  # a NUL byte in user_session
+        lambda f: ",".join(f[:4] + [f[4] + "\x07"] + f[5:]),  # BEL in category_code
+    ),
     # Written with surrogateescape: \udcff becomes the byte 0xff, \udcc3 a lone UTF-8 lead byte.
     "invalid_utf8": (
         lambda f: ",".join(f[:5] + ["caf\udcc3"] + f[6:]),

@@ -474,11 +474,80 @@ def test_message_too_large_uses_max_message_bytes(tmp_path):
 
 
 def test_message_too_large_counts_json_escapes(tmp_path):
-    # 600 control characters are 600 bytes of CSV but 3,600 bytes of JSON (\u0001 each).
-    row = _with(brand="\x01" * 600)
+    # 600 "é" are 1,200 bytes of CSV but 3,600 bytes of JSON (\u00e9 each).
+    row = _with(brand="é" * 600)
     result = _validate(tmp_path, _csv_file(tmp_path, row), max_message_bytes=3000)
     assert _rules(result) == {"message_too_large": 1}
     assert _validate(tmp_path, _csv_file(tmp_path, row), max_message_bytes=4000).rows_accepted == 1
+
+
+# Control characters: C0 but tab/LF/CR, DEL, C1. ESC[31m is an ANSI colour, U+009B the C1 CSI.
+CONTROL_SAMPLES = ("\x00", "\x07", "\x1b[31m", "\x7f", "\x85", "\x9b")
+
+
+def _control_in(column: str, control: str) -> str:
+    """GOOD_ROW with ``control`` inside ``column``'s value (a brand where GOOD_ROW has none)."""
+    value = dict(zip(EVENT_COLUMNS, GOOD_ROW.split(",")))[column] or "samsung"
+    return _with(**{column: value[:3] + control + value[3:]})
+
+
+def test_a_control_character_in_any_column_is_quarantined_under_its_own_rule(tmp_path):
+    rows = [_control_in(column, control) for column in EVENT_COLUMNS for control in CONTROL_SAMPLES]
+    result = _validate(tmp_path, _csv_file(tmp_path, GOOD_ROW, *rows))
+    assert (result.rows_read, result.rows_accepted, _rules(result)) == (
+        1 + len(rows),
+        1,
+        {"control_character": len(rows)},
+    )
+    quarantined = _quarantine(result)
+    for row, (column, control) in zip(quarantined, [(c, x) for c in EVENT_COLUMNS for x in CONTROL_SAMPLES]):
+        assert row["rule"] == "control_character"
+        assert row["detail"].startswith(f"{column} holds the control character U+{ord(control[0]):04X} ")
+        assert row["detail"].endswith("at character 4")
+        # shown safely: the character as \xNN text, the line otherwise as it was
+        assert row["raw_line"] == _control_in(column, f"\\x{ord(control[0]):02x}" + control[1:])
+    staged = [json.loads(value) for _, value in read_staged_messages(result.staging_path)]
+    assert len(staged) == 1  # only GOOD_ROW goes on to Kafka
+
+
+def test_control_characters_never_reach_the_quarantine_file_or_the_report_raw(tmp_path):
+    row = _with(brand="\x1b[31mred\x1b[0m\x07", user_session="a\x00b")
+    result = _validate(tmp_path, _csv_file(tmp_path, row))
+    [quarantined] = _quarantine(result)
+    assert quarantined["detail"] == "brand holds the control character U+001B (ESC) at character 1"
+    assert quarantined["raw_line"] == row.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\x00", "\\x00")
+    written = Path(result.quarantine_path).read_bytes()
+    assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]", written)
+    report = json.dumps(result.report(), ensure_ascii=False)
+    assert "\x1b" not in report and "\\\\x1b[31m" in report
+    problem = validation.reject_threshold_problem(result, 0.0)
+    assert problem and "\x1b" not in problem and "\x07" not in problem
+
+
+def test_control_character_comes_before_the_value_rules(tmp_path):
+    for row in (
+        _with(product_id="", brand="a\x07"),  # also required_field_missing
+        _with(event_type="click\x1b[0m"),  # also event_type_domain
+        _with(user_id="1\x00", price="-1"),  # also user_id_integral, price_decimal
+    ):
+        assert _one_rejected(tmp_path, row, "control_character")
+
+
+def test_a_control_character_in_an_invalid_utf8_or_short_row_keeps_those_rules(tmp_path):
+    path = _bytes_file(tmp_path, _with(brand="\x1b").encode().replace(b"\x1b", b"\x1b\xff"), b"a\x00,b")
+    result = _validate(tmp_path, path)
+    assert _rules(result) == {"invalid_utf8": 1, "column_count": 1}
+    assert [r["raw_line"] for r in _quarantine(result)] == [_with(brand="\\x1b\\xff"), "a\\x00,b"]
+
+
+def test_tab_newlines_and_printable_unicode_are_not_control_characters(tmp_path):
+    values = ["a\tb", '"first\nsecond"', '"a\r\nb"', "caf\u00e9", "no\u00a0break", "\u20ac\u200b", "\U0001f600"]
+    rows = [_with(brand=value, user_session=f"s{i}") for i, value in enumerate(values)]
+    result = _validate(tmp_path, _csv_file(tmp_path, *rows, _with(brand="tab\tand\x1b", user_session="x")))
+    assert (result.rows_accepted, _rules(result)) == (len(values), {"control_character": 1})
+    brands = [json.loads(value)["brand"] for _, value in read_staged_messages(result.staging_path)]
+    assert brands == [v.strip('"') for v in values]
+    assert _quarantine(result)[0]["detail"] == "brand holds the control character U+001B (ESC) at character 8"
 
 
 def test_a_line_over_the_line_limit_is_quarantined_truncated_and_reading_goes_on(tmp_path):

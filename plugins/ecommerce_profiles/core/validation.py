@@ -8,7 +8,9 @@ accepted row in one numpy table (``_DigestSet``, ~23 bytes a row), not the rows 
 
 Rules, checked in this order, the first failing one is the row's rule (names are stable). The
 limits are what downstream can store: a row that passes all of them reaches Kafka, the lake
-and Elasticsearch unchanged.
+and Elasticsearch unchanged. ``_records`` applies the rules of a record (up to
+``column_count``), ``_row_checker`` those of its values, one block per rule in this order, and
+``_Outputs.flush`` ``duplicate_row``: a new rule is a name in ``RULES`` and its block there.
 
 ===========================  =================================================================
 ``invalid_utf8``             the row has bytes that are not UTF-8; it is quarantined as it is
@@ -17,6 +19,11 @@ and Elasticsearch unchanged.
                              quoting, a quoted field that is never closed)
 ``field_too_long``           a value is over 32 KiB (``MAX_FIELD_BYTES`` = 32768 bytes of
                              UTF-8): Elasticsearch's keyword limit
+``control_character``        a value holds a C0 control character other than tab, LF and CR
+                             (NUL, BEL, the ESC of an ANSI escape sequence, ...), DEL or a C1
+                             control (U+0080-U+009F): it would reach Kafka, the lake,
+                             Elasticsearch and terminals (raw_line shows each as ``\\xNN``).
+                             Tab, LF and CR stay data: CSV allows them in a quoted value
 ``required_field_missing``   a non-nullable column (``ecommerce_profiles.core.schemas.EVENT_FIELDS``) is empty
 ``event_time_format``        not ``YYYY-MM-DD HH:MM:SS UTC`` with a real date and time
 ``event_time_range``         before 1970-01-01 00:00:00 UTC or after ``max_event_time`` (default:
@@ -72,15 +79,15 @@ import os
 import re
 import time
 import zlib
-from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from operator import itemgetter
+from itertools import repeat
+from operator import add, itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -96,6 +103,7 @@ EXAMPLE_RAW_LINE_CHARS = 2_000  # examples in the report (and the threshold mess
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+_INT64_MAX_TEXT = str(INT64_MAX)
 
 # Limits = what downstream can store.
 MIN_EVENT_TIME = "1970-01-01 00:00:00"  # Spark's Parquet writer (and epoch-based tools) start here
@@ -115,6 +123,7 @@ RULES: tuple[str, ...] = (
     "invalid_utf8",
     "column_count",
     "field_too_long",
+    "control_character",
     "required_field_missing",
     "event_time_format",
     "event_time_range",
@@ -151,7 +160,21 @@ _CACHED_VALUE_CHARS = 64
 _VALID_TIMES = frozenset(f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60))
 _date_cache: dict[str, bool] = {}
 _price_cache: dict[str, str | bool] = {}
-_string_cache: dict[str, str] = {}
+
+
+class _Memo(dict):
+    """``function(text)``, remembered for short texts: a value seen before costs one dict lookup
+    (``memo[text]``), no Python call. At most _CACHE_LIMIT entries of _CACHED_VALUE_CHARS characters."""
+
+    def __init__(self, function: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.function = function
+
+    def __missing__(self, text: str) -> Any:
+        value = self.function(text)
+        if len(self) < _CACHE_LIMIT and len(text) <= _CACHED_VALUE_CHARS:
+            self[text] = value
+        return value
 
 
 def _is_real_date(text: str) -> bool:
@@ -180,8 +203,20 @@ def _event_time_problem(text: str) -> str:
     return f"event_time {text!r} has no real time of day"
 
 
-def _integral_json(text: str) -> str | None:
-    """Canonical JSON integer for ``text`` if it is an int64 integer (slow path)."""
+def _int64_json(text: str) -> str | None:
+    """The JSON integer of an int64 column's value, or None when it is not one (``<column>_integral``).
+
+    The common case is up to 19 ASCII digits without a leading zero (same length -> text order is
+    numeric order): the text is its own JSON. Anything else (sign, leading zeros, non-ASCII
+    digits, 20 digits) takes the exact path.
+    """
+    if (
+        text.isascii()
+        and text.isdigit()
+        and text[0] != "0"
+        and (len(text) < 19 or (len(text) == 19 and text <= _INT64_MAX_TEXT))
+    ):
+        return text
     body = text[1:] if text[:1] == "-" else text
     if not (body and body.isascii() and body.isdigit()) or len(body) > 25:
         return None
@@ -255,22 +290,20 @@ def _price_range_problem(text: str) -> str:
     return f"price {_short(text)} has more significant digits than a double holds: it would change on the way"
 
 
-def _string_json(text: str) -> str:
-    """JSON for a nullable string column: empty -> null. ASCII output (escapes the rest)."""
+def _text_json(text: str) -> str | None:
+    """JSON for a nullable string column (empty -> null; ASCII output, escapes the rest), or None
+    when it holds a control character (``control_character``)."""
     if not text:
         return "null"
     if text.isascii() and text.isalnum():
         return '"' + text + '"'
+    if not text.isprintable() and _CONTROL_CHARACTER.search(text):
+        return None
     return json.dumps(text)
 
 
-def _cached_string_json(text: str) -> str:
-    known = _string_cache.get(text)
-    if known is None:
-        known = _string_json(text)
-        if len(_string_cache) < _CACHE_LIMIT and len(text) <= _CACHED_VALUE_CHARS:
-            _string_cache[text] = known
-    return known
+_ids = _Memo(_int64_json)  # product and category ids: few distinct values, each seen often
+_texts = _Memo(_text_json)  # category codes and brands
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -282,11 +315,40 @@ def _utf8_bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
 
 
+# C0 controls but tab, LF and CR; DEL; C1 controls (rule control_character).
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_C0_NAMES = (
+    "NUL SOH STX ETX EOT ENQ ACK BEL BS HT LF VT FF CR SO SI DLE DC1 DC2 DC3 DC4 NAK SYN ETB CAN EM SUB ESC FS GS RS US"
+).split()
+
+
+def _escape_control(match: re.Match) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
 def _printable(text: str) -> str:
-    """Text safe to write as UTF-8: bytes that were not UTF-8 become ``\\xNN`` (shown, not lost)."""
-    if text.isascii():
+    """Text safe to write as UTF-8 and to show in a terminal: bytes that were not UTF-8 and
+    control characters (``_CONTROL_CHARACTER``: not tab, LF, CR) become ``\\xNN`` (shown, not lost)."""
+    if text.isascii() and text.isprintable():
         return text
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if not text.isascii():
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL_CHARACTER.sub(_escape_control, text)
+
+
+def _control_character_problem(row: Sequence[str]) -> str | None:
+    """Which value holds a control character (tab, LF and CR are data), or None."""
+    for name, value in zip(EVENT_COLUMNS, row):
+        found = _CONTROL_CHARACTER.search(value)
+        if found:
+            code = ord(found.group())
+            label = _C0_NAMES[code] if code < 32 else "DEL" if code == 127 else "C1 control"
+            return f"{name} holds the control character U+{code:04X} ({label}) at character {found.start() + 1}"
+    return None
+
+
+def _required_problem(row: Sequence[str]) -> str:
+    return "empty required column(s): " + ", ".join(c for c in _REQUIRED_COLUMNS if not row[_COL[c]])
 
 
 def _invalid_utf8_problem(text: str) -> str | None:
@@ -386,6 +448,7 @@ assert [f.type for f in EVENT_FIELDS] == [
     "string",
 ], "validation.py's row checks must follow ecommerce_profiles.core.schemas.EVENT_FIELDS types"
 _FRAGMENTS = _value_fragments()
+_DAY_OFFSET = len(_FRAGMENTS[0])  # a message's date starts this far after the tab
 _EVENT_TYPE_JSON = {name: json.dumps(name) for name in EVENT_TYPES}
 # The longest message a line of n characters can become: every character escaped as a JSON
 # surrogate pair (12 characters) plus the constant pieces. Shorter lines skip the size check.
@@ -548,6 +611,16 @@ class _DigestSet:
         self._allocate(max(2 * self._capacity, int(needed / self.MAX_LOAD) + 1))
         self._size = 0
         self._insert(kept)
+
+
+def _digests(records: list[str]) -> np.ndarray:
+    """The ``_DIGEST`` of each record: ``hash(record)``, ``hash(record + "\\0")`` (lowest bit set)."""
+    n = len(records)
+    digests = np.empty(n, dtype=_DIGEST)
+    digests["hi"] = np.fromiter(map(hash, records), dtype=np.int64, count=n).view(np.uint64)
+    lo = np.fromiter(map(hash, map(add, records, repeat("\0"))), dtype=np.int64, count=n).view(np.uint64)
+    digests["lo"] = lo | np.uint64(1)  # never all-zero: that marks an empty slot
+    return digests
 
 
 # --------------------------------------------------------------------------------------------
@@ -720,6 +793,395 @@ def _max_event_time_text(value: datetime | date | str | None) -> str:
     return text
 
 
+_BATCH_ROWS = 65_536  # rows held back per duplicate-check batch
+_BATCH_CHARS = 32 * 1024 * 1024  # ... or fewer, when long rows add up to this many characters
+_LONG_LINE_CHARS = 256  # lines longer than this are counted towards _BATCH_CHARS
+
+
+class Reject(NamedTuple):
+    """The first rule a row breaks (a name in RULES) and why, for the quarantine CSV."""
+
+    rule: str
+    detail: str
+
+
+class _Limits:
+    """One run's limits (``validate_files``' arguments) and the reading bounds that follow."""
+
+    def __init__(self, max_event_time: datetime | date | str | None, max_message_bytes: int) -> None:
+        if max_message_bytes < 1024:
+            raise ValueError(f"max_message_bytes must be at least 1024, got {max_message_bytes}")
+        self.max_time = _max_event_time_text(max_event_time)
+        self.max_message_bytes = max_message_bytes
+        # Lines up to this length cannot hold a field over the limit nor make a message over it.
+        self.short_line = min(MAX_FIELD_BYTES // 4, (max_message_bytes - _MESSAGE_OVERHEAD) // 12)
+        self.record_limit = max_message_bytes  # a quoted field still open after this many characters ends
+        self.line_limit = max(MAX_LINE_CHARS, max_message_bytes + TRUNCATED_LINE_KEEP_CHARS)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "min_event_time": MIN_EVENT_TIME + " UTC",
+            "max_event_time": self.max_time + " UTC",
+            "max_field_bytes": MAX_FIELD_BYTES,
+            "max_message_bytes": self.max_message_bytes,
+            "price": "decimal(18,2)",
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Records: physical lines -> CSV records -> rows (rules invalid_utf8, column_count, and
+# message_too_large / field_too_long for what cannot even be read as a row)
+# --------------------------------------------------------------------------------------------
+def _records(
+    lines: Iterator[str], pushback: list[str], limits: _Limits, blank_lines: list[int]
+) -> Iterator[tuple[int, str, Any, bool]]:
+    """``(line_number, record, row, line_is_ascii)`` for every data row of one file.
+
+    ``row`` is the list of values, or a Reject when the record is not a row of values (too
+    long a line, a quoted field never closed, bad quoting, invalid UTF-8, wrong column count).
+    A quoted field may span physical lines: the record is numbered by its first line. Empty
+    lines are not rows; they are counted in ``blank_lines[0]``.
+    """
+    n_columns = len(EVENT_COLUMNS)
+    short_line, line_limit = limits.short_line, limits.line_limit
+    line_number = 1
+    joined = 0  # extra physical lines of the last record (quoted newlines)
+    for raw in lines:
+        line_number += 1
+        if joined:
+            line_number += joined
+            joined = 0
+        line = raw.rstrip("\r")
+        if not line:
+            if raw is _EOF:
+                return
+            blank_lines[0] += 1
+            continue
+        if len(line) > short_line and (type(raw) is _TruncatedLine or len(raw) > line_limit):
+            raw = _truncated(raw)
+            yield line_number, raw, _line_too_long(raw, line_limit), False
+            continue
+        if '"' in line:
+            if _quote_open(line, False):
+                # A quoted field goes on over the next physical lines.
+                parts, problem = _quoted_record(raw, lines, pushback, limits.record_limit)
+                if problem:
+                    yield line_number, line, problem, False
+                    continue
+                joined = len(parts) - 1  # the record keeps its first line's number
+                line = "\n".join(parts).rstrip("\r")
+            line_is_ascii = line.isascii()
+            row = _invalid_utf8_reject(line, line_is_ascii) or _quoted_row(line)
+        else:
+            line_is_ascii = line.isascii()
+            row = _invalid_utf8_reject(line, line_is_ascii) or line.split(",")
+        if type(row) is list and len(row) != n_columns:
+            row = Reject("column_count", f"{len(row)} columns, expected {n_columns}")
+        yield line_number, line, row, line_is_ascii
+
+
+def _truncated(raw: str) -> _TruncatedLine:
+    """A line over the line limit as the reader gives it (one read whole in a block is cut here)."""
+    if type(raw) is _TruncatedLine:
+        return raw
+    head = _TruncatedLine(raw[:TRUNCATED_LINE_KEEP_CHARS])
+    head.total_chars = len(raw)
+    return head
+
+
+def _line_too_long(raw: _TruncatedLine, line_limit: int) -> Reject:
+    return Reject(
+        "message_too_large",
+        f"the line has {raw.total_chars:,} characters, over the {line_limit:,}-character line limit",
+    )
+
+
+def _quoted_record(
+    first: str, lines: Iterator[str], pushback: list[str], record_limit: int
+) -> tuple[list[str], Reject | None]:
+    """The physical lines of a record whose quoted field is open at the end of ``first``.
+
+    When the field is not closed before the end of the file, a truncated line or
+    ``record_limit`` characters, only the first line is the record (column_count) and the lines
+    read after it are given back to the reader through ``pushback`` (``lines`` yields them again).
+    """
+    parts, size, at_end = [first], len(first), False
+    for more in lines:
+        if more is _EOF or type(more) is _TruncatedLine:
+            at_end = more is _EOF
+            if not at_end:
+                parts.append(more)
+            break
+        parts.append(more)
+        size += len(more) + 1
+        if not _quote_open(more, True):
+            return parts, None
+        if size > record_limit:
+            break
+    pushback.extend(reversed(parts[1:]))
+    where = "before the end of the file" if at_end else f"within {record_limit:,} characters"
+    return [first], Reject(
+        "column_count",
+        f"a quoted field opened on this line is not closed {where}; "
+        "only this line is quarantined, reading goes on with the next",
+    )
+
+
+def _invalid_utf8_reject(line: str, line_is_ascii: bool) -> Reject | None:
+    if line_is_ascii:
+        return None
+    problem = _invalid_utf8_problem(line)
+    return Reject("invalid_utf8", problem) if problem else None
+
+
+def _quoted_row(line: str) -> list[str] | Reject:
+    """The values of a record with quotes (the csv module's default dialect, strict)."""
+    try:
+        return next(csv.reader([line], strict=True))
+    except csv.Error as err:
+        if "field larger than field limit" in str(err):
+            return Reject(
+                "field_too_long",
+                f"a quoted field is over {csv.field_size_limit():,} characters, "
+                f"over the {MAX_FIELD_BYTES:,}-byte field limit",
+            )
+        return Reject("column_count", f"malformed CSV quoting: {err}")
+
+
+# --------------------------------------------------------------------------------------------
+# Rows: the value rules, in RULES order, and the staged message of a row that passes them
+# --------------------------------------------------------------------------------------------
+def _row_checker(limits: _Limits) -> Callable[[list[str], str, bool], str | Reject]:
+    """``check(row, line, line_is_ascii)``: the row's staged message, or the Reject of the first
+    rule it breaks. The rules after the record's (``_records``), one block each, in RULES order.
+
+    It runs once per row, so each block is the rule's fast test inline (a repeated value is one
+    dict lookup in a ``_Memo``); its ``_*_problem`` helper only runs for a broken row, to say why.
+    ``control_character`` costs nothing on a clean row: the text columns' JSON (``_text_json``)
+    finds it, and every other column's rule refuses it, so a row that breaks one of those is
+    first searched for a control character (``_control_or``).
+    """
+    required = itemgetter(*(_COL[c] for c in _REQUIRED_COLUMNS))
+    event_type_json = _EVENT_TYPE_JSON
+    valid_times = _VALID_TIMES
+    date_cache, price_cache, ids, texts = _date_cache, _price_cache, _ids, _texts
+    int64_json = _int64_json
+    f_time, f_t, f_type, f_product, f_category, f_code, f_brand, f_price, f_user, f_session, f_end = _FRAGMENTS
+    join = "".join
+    max_time = limits.max_time
+    min_day, max_day = MIN_EVENT_TIME[:10], max_time[:10]
+    short_line, max_message_bytes = limits.short_line, limits.max_message_bytes
+
+    def check(row: list[str], line: str, line_is_ascii: bool) -> str | Reject:
+        long_line = len(line) > short_line
+        if long_line:
+            problem = _long_field_problem(row)
+            if problem:
+                return Reject("field_too_long", problem)
+        event_time, event_type, product_id, category_id, category_code, brand, price, user_id, user_session = row
+        if "" in required(row):
+            return _control_or(row, "required_field_missing", _required_problem(row))
+
+        day, clock = event_time[:10], event_time[11:19]
+        day_ok = date_cache.get(day)
+        if day_ok is None:
+            day_ok = _is_real_date(day)
+        if not (
+            day_ok
+            and clock in valid_times
+            and event_time[19:] == " UTC"
+            and event_time[10] == " "
+            and len(event_time) == 23
+        ):
+            return _control_or(row, "event_time_format", _event_time_problem(event_time))
+        if (day < min_day or day >= max_day) and not (MIN_EVENT_TIME <= event_time[:19] <= max_time):
+            return _control_or(
+                row,
+                "event_time_range",
+                f"event_time {event_time!r} is outside [{MIN_EVENT_TIME} UTC, {max_time} UTC]",
+            )
+
+        type_json = event_type_json.get(event_type)
+        if type_json is None:
+            return _control_or(
+                row, "event_type_domain", f"event_type {_short(event_type)} is not one of {', '.join(EVENT_TYPES)}"
+            )
+
+        product_json = ids[product_id]
+        if product_json is None:
+            return _control_or(row, "product_id_integral", _integral_problem("product_id", product_id))
+        category_json = ids[category_id]
+        if category_json is None:
+            return _control_or(row, "category_id_integral", _integral_problem("category_id", category_id))
+        user_json = int64_json(user_id)
+        if user_json is None:
+            return _control_or(row, "user_id_integral", _integral_problem("user_id", user_id))
+
+        price_json = price_cache.get(price)
+        if price_json is None:
+            price_json = _price_json(price)
+        if price_json is _PRICE_NOT_DECIMAL:
+            return _control_or(row, "price_decimal", _price_problem(price))
+        if price_json is _PRICE_OUT_OF_RANGE:
+            return _control_or(row, "price_range", _price_range_problem(price))
+
+        code_json = texts[category_code]
+        brand_json = texts[brand]
+        if line_is_ascii and user_session.isalnum():
+            session_json = '"' + user_session + '"'
+        else:
+            session_json = _text_json(user_session)
+        if code_json is None or brand_json is None or session_json is None:
+            return Reject("control_character", _control_character_problem(row))
+        message = join(
+            (
+                user_json,
+                f_time,
+                day,
+                f_t,
+                clock,
+                f_type,
+                type_json,
+                f_product,
+                product_json,
+                f_category,
+                category_json,
+                f_code,
+                code_json,
+                f_brand,
+                brand_json,
+                f_price,
+                price_json,
+                f_user,
+                user_json,
+                f_session,
+                session_json,
+                f_end,
+            )
+        )
+        if long_line:
+            size = len(message) - 2  # key + value: without the tab and the newline
+            if size > max_message_bytes:
+                return Reject(
+                    "message_too_large",
+                    f"the Kafka message would be {size:,} bytes, over max_message_bytes={max_message_bytes:,}",
+                )
+        return message
+
+    return check
+
+
+def _control_or(row: Sequence[str], rule: str, detail: str) -> Reject:
+    """The Reject of a row that breaks ``rule``, unless it holds a control character: that rule
+    (``control_character``) comes first."""
+    problem = _control_character_problem(row)
+    return Reject("control_character", problem) if problem else Reject(rule, detail)
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs: the staging file, the quarantine CSV, the duplicate check and the counts
+# --------------------------------------------------------------------------------------------
+class _Outputs:
+    """Where rows go. Accepted rows are held back in batches until their duplicate check
+    (``duplicate_row``); quarantine rows wait with them, so the quarantine CSV stays in line order."""
+
+    def __init__(
+        self, staging: IO[str], quarantine_file: IO[str], input_bytes: int, max_examples: int, long_record: int
+    ) -> None:
+        self.write = staging.write
+        self.quarantine = csv.writer(quarantine_file)
+        self.quarantine.writerow(QUARANTINE_COLUMNS)
+        self.input_bytes = input_bytes
+        self.max_examples = max_examples
+        self.rejects: Counter = Counter()
+        self.rejects_by_file: dict[str, Counter] = {}
+        self.examples: dict[str, list[dict[str, Any]]] = {}
+        self.events_by_date: Counter = Counter()
+        self.seen: _DigestSet | None = None
+        self.accepted = 0
+        self.duplicate_check_seconds = 0.0
+        # The held batch: the staged message, the record and its line number of each accepted
+        # row, the quarantine rows; characters of long records and of held quarantine rows.
+        self.messages: list[str] = []
+        self.records: list[str] = []
+        self.line_numbers: list[int] = []
+        self.held: list[tuple[str, int, str, str, str]] = []
+        self.held_chars = [0, 0]
+        self.long_record = long_record
+        self.source = ""
+        self.file_rejects: Counter = Counter()
+
+    def start_file(self, source: str) -> None:
+        self.source = source
+        self.file_rejects = self.rejects_by_file.setdefault(source, Counter())
+
+    def reject(self, line_number: int, line: str, rule: str, detail: str, *, may_flush: bool = True) -> None:
+        if type(line) is _TruncatedLine:
+            line = line + f"...[truncated: the line has {line.total_chars:,} characters]"
+        line, detail = _printable(line), _printable(detail)
+        self.rejects[rule] += 1
+        self.file_rejects[rule] += 1
+        self.held.append((self.source, line_number, rule, detail, line))
+        self.held_chars[1] += len(line)
+        bucket = self.examples.setdefault(rule, [])
+        if len(bucket) < self.max_examples:
+            shown = (
+                line
+                if len(line) <= EXAMPLE_RAW_LINE_CHARS
+                else (line[:EXAMPLE_RAW_LINE_CHARS] + f"...[{len(line):,} characters]")
+            )
+            bucket.append({"file": self.source, "line": line_number, "detail": detail, "raw_line": shown})
+        if may_flush and (len(self.held) >= _BATCH_ROWS or self.held_chars[1] > _BATCH_CHARS):
+            self.flush()
+
+    def flush(self) -> None:
+        """Duplicate-check the held rows, stage the new ones, write the quarantine rows."""
+        messages, records = self.messages, self.records
+        if messages:
+            check_started = time.perf_counter()
+            if self.seen is None:  # size the table from the input: bytes / bytes per row
+                per_row = sum(map(len, records)) / len(records) + 1
+                self.seen = _DigestSet(int(self.input_bytes / per_row * 1.05))
+            repeated = self.seen.add_batch(_digests(records))
+            self.duplicate_check_seconds += time.perf_counter() - check_started
+            if repeated.any():
+                for i in np.flatnonzero(repeated).tolist():
+                    self.reject(
+                        self.line_numbers[i],
+                        records[i],
+                        "duplicate_row",
+                        "exact copy of an earlier row",
+                        may_flush=False,
+                    )
+                messages = [m for m, r in zip(messages, repeated.tolist()) if not r]
+            offset = _DAY_OFFSET
+            self.events_by_date.update([m[(at := m.index("\t") + offset) : at + 10] for m in messages])
+            for start in range(0, len(messages), 2048):  # ~600 KB at a time: one huge
+                self.write("".join(messages[start : start + 2048]))  # join would cost 5x more
+            self.accepted += len(messages)
+        if self.held:
+            self.held.sort(key=itemgetter(1))
+            self.quarantine.writerows(self.held)
+        self.messages.clear()
+        self.records.clear()
+        self.line_numbers.clear()
+        self.held.clear()
+        self.held_chars[0] = self.held_chars[1] = 0
+
+    def fill(self, result: ValidationResult) -> None:
+        result.rows_accepted = self.accepted
+        result.rows_quarantined = sum(self.rejects.values())
+        result.rejects_by_rule.update(self.rejects)
+        result.rejects_by_file = {f: dict(c) for f, c in self.rejects_by_file.items()}
+        result.examples = self.examples
+        result.events_by_date = {day: n for day, n in self.events_by_date.items() if n}
+        result.duplicate_check = {
+            "distinct_rows": len(self.seen) if self.seen else 0,
+            "table_bytes": self.seen.nbytes if self.seen else 0,
+            "seconds": round(self.duplicate_check_seconds, 3),
+        }
+
+
 # --------------------------------------------------------------------------------------------
 # Core
 # --------------------------------------------------------------------------------------------
@@ -737,11 +1199,6 @@ def resolve_input(input_path: str | os.PathLike) -> list[Path]:
     if not paths:
         raise FileNotFoundError(f"no input CSV file matches {text!r}")
     return paths
-
-
-_BATCH_ROWS = 65_536  # rows held back per duplicate-check batch
-_BATCH_CHARS = 32 * 1024 * 1024  # ... or fewer, when long rows add up to this many characters
-_LONG_LINE_CHARS = 256  # lines longer than this are counted towards _BATCH_CHARS
 
 
 def validate_files(
@@ -767,9 +1224,7 @@ def validate_files(
     HeaderError, for one that is not readable as text CSV).
     """
     started = time.perf_counter()
-    if max_message_bytes < 1024:
-        raise ValueError(f"max_message_bytes must be at least 1024, got {max_message_bytes}")
-    max_time = _max_event_time_text(max_event_time)
+    limits = _Limits(max_event_time, max_message_bytes)
     staging_path, quarantine_path = Path(staging_path), Path(quarantine_path)
     staging_path.parent.mkdir(parents=True, exist_ok=True)
     quarantine_path.parent.mkdir(parents=True, exist_ok=True)
@@ -777,424 +1232,83 @@ def validate_files(
     result = ValidationResult(
         files=[str(p) for p in paths], staging_path=str(staging_path), quarantine_path=str(quarantine_path)
     )
-    result.limits = {
-        "min_event_time": MIN_EVENT_TIME + " UTC",
-        "max_event_time": max_time + " UTC",
-        "max_field_bytes": MAX_FIELD_BYTES,
-        "max_message_bytes": max_message_bytes,
-        "price": "decimal(18,2)",
-    }
+    result.limits = limits.report()
     staging_tmp = staging_path.with_name(staging_path.name + ".tmp")
     quarantine_tmp = quarantine_path.with_name(quarantine_path.name + ".tmp")
-
-    rejects: Counter = Counter()
-    rejects_by_file: dict[str, Counter] = {}
-    examples: dict[str, list[dict[str, Any]]] = {}
-    events_by_date: dict[str, int] = {}
-    seen: _DigestSet | None = None
     input_bytes = sum(os.path.getsize(p) * (6 if _is_gzip(p) else 1) for p in paths if p.is_file())
-    rows_read = accepted = 0
-    duplicate_check_seconds = 0.0
-
-    # Hot-loop locals: the loop body below runs once per row, so every lookup counts.
-    n_columns = len(EVENT_COLUMNS)
-    required = itemgetter(*(_COL[c] for c in _REQUIRED_COLUMNS))
-    event_type_json = _EVENT_TYPE_JSON
-    valid_times = _VALID_TIMES
-    date_cache, price_cache, string_cache = _date_cache, _price_cache, _string_cache
-    f_time, f_t, f_type, f_product, f_category, f_code, f_brand, f_price, f_user, f_session, f_end = _FRAGMENTS
-    int64_max_text = str(INT64_MAX)
-    join = "".join
-    min_day, max_day = MIN_EVENT_TIME[:10], max_time[:10]
-    # Lines up to this length cannot hold a field over the limit nor make a message over it.
-    short_line = min(MAX_FIELD_BYTES // 4, (max_message_bytes - _MESSAGE_OVERHEAD) // 12)
-    record_limit = max_message_bytes  # a quoted field still open after this many characters ends
-    line_limit = max(MAX_LINE_CHARS, max_message_bytes + TRUNCATED_LINE_KEEP_CHARS)
-    long_record = _LONG_LINE_CHARS
-    pushback: list[str] = []
-
+    check = _row_checker(limits)
     try:
         with (
             open(staging_tmp, "w", encoding="ascii", buffering=1 << 20) as staging,
             open(quarantine_tmp, "w", encoding="utf-8", newline="") as quarantine_file,
         ):
-            quarantine = csv.writer(quarantine_file)
-            quarantine.writerow(QUARANTINE_COLUMNS)
-            write = staging.write
-
+            # Records longer than this count towards a batch's _BATCH_CHARS.
+            long_record = min(limits.short_line, _LONG_LINE_CHARS)
+            outputs = _Outputs(staging, quarantine_file, input_bytes, max_examples, long_record)
             for path in paths:
-                source = str(path)
-                file_rejects = rejects_by_file.setdefault(source, Counter())
-                # Rows held back until their batch's duplicate check: the staged message, the
-                # record and its line number; quarantine rows wait with them (to stay in order).
-                batch_messages: list[str] = []
-                batch_records: list[str] = []
-                batch_lines: list[int] = []
-                batch_digests = array("q")  # two 64-bit hashes per held row
-                add_digest = batch_digests.extend
-                held: list[tuple[str, int, str, str, str]] = []
-                held_chars = [0, 0]  # characters of long candidate records, of held quarantine rows
-
-                def reject(line_number: int, line: str, rule: str, detail: str, *, may_flush: bool = True) -> None:
-                    if type(line) is _TruncatedLine:
-                        line = line + f"...[truncated: the line has {line.total_chars:,} characters]"
-                    line, detail = _printable(line), _printable(detail)
-                    rejects[rule] += 1
-                    file_rejects[rule] += 1
-                    held.append((source, line_number, rule, detail, line))
-                    held_chars[1] += len(line)
-                    bucket = examples.setdefault(rule, [])
-                    if len(bucket) < max_examples:
-                        shown = (
-                            line
-                            if len(line) <= EXAMPLE_RAW_LINE_CHARS
-                            else (line[:EXAMPLE_RAW_LINE_CHARS] + f"...[{len(line):,} characters]")
-                        )
-                        bucket.append({"file": source, "line": line_number, "detail": detail, "raw_line": shown})
-                    if may_flush and (len(held) >= _BATCH_ROWS or held_chars[1] > _BATCH_CHARS):
-                        flush()
-
-                def flush() -> None:
-                    """Duplicate-check the held rows, stage the new ones, write quarantine rows."""
-                    nonlocal seen, accepted, duplicate_check_seconds
-                    messages = batch_messages
-                    if batch_messages:
-                        check_started = time.perf_counter()
-                        if seen is None:  # size the table from the input: bytes / bytes per row
-                            per_row = sum(map(len, batch_records)) / len(batch_records) + 1
-                            seen = _DigestSet(int(input_bytes / per_row * 1.05))
-                        digests = np.frombuffer(batch_digests, dtype=_DIGEST).copy()
-                        digests["lo"] |= np.uint64(1)  # never all-zero: that marks an empty slot
-                        repeated = seen.add_batch(digests)
-                        duplicate_check_seconds += time.perf_counter() - check_started
-                        if repeated.any():
-                            for i in np.flatnonzero(repeated).tolist():
-                                message = batch_messages[i]
-                                day_at = message.index(f_time) + len(f_time)
-                                day = message[day_at : day_at + 10]
-                                events_by_date[day] -= 1
-                                reject(
-                                    batch_lines[i],
-                                    batch_records[i],
-                                    "duplicate_row",
-                                    "exact copy of an earlier row",
-                                    may_flush=False,
-                                )
-                            messages = [m for m, r in zip(batch_messages, repeated.tolist()) if not r]
-                        for start in range(0, len(messages), 2048):  # ~600 KB at a time: one huge
-                            write(join(messages[start : start + 2048]))  # join would cost 5x more
-                        accepted += len(messages)
-                    if held:
-                        held.sort(key=itemgetter(1))
-                        quarantine.writerows(held)
-                    batch_messages.clear()
-                    batch_records.clear()
-                    batch_lines.clear()
-                    del batch_digests[:]
-                    held.clear()
-                    held_chars[0] = held_chars[1] = 0
-
-                handle = _open_text(path)
-                try:
-                    lines = _physical_lines(handle, _read_header(path, handle), pushback, line_limit)
-                    line_number = 1
-                    joined = 0  # extra physical lines of the last record (quoted newlines)
-                    for raw in lines:
-                        line_number += 1
-                        if joined:
-                            line_number += joined
-                            joined = 0
-                        line = raw.rstrip("\r")
-                        if not line:
-                            if raw is _EOF:
-                                break
-                            result.blank_lines += 1
-                            continue
-                        rows_read += 1
-                        long_line = len(line) > short_line
-                        if long_line and (type(raw) is _TruncatedLine or len(raw) > line_limit):
-                            if type(raw) is not _TruncatedLine:  # over the limit, read whole in one block
-                                raw, total = _TruncatedLine(raw[:TRUNCATED_LINE_KEEP_CHARS]), len(raw)
-                                raw.total_chars = total
-                            reject(
-                                line_number,
-                                raw,
-                                "message_too_large",
-                                f"the line has {raw.total_chars:,} characters, over the "
-                                f"{line_limit:,}-character line limit",
-                            )
-                            continue
-
-                        if '"' in line:
-                            if _quote_open(line, False):
-                                # A quoted field goes on over the next physical lines.
-                                parts, size, closed, at_end = [raw], len(raw), False, False
-                                for more in lines:
-                                    if more is _EOF or type(more) is _TruncatedLine:
-                                        at_end = more is _EOF
-                                        if not at_end:
-                                            parts.append(more)
-                                        break
-                                    parts.append(more)
-                                    size += len(more) + 1
-                                    if not _quote_open(more, True):
-                                        closed = True
-                                        break
-                                    if size > record_limit:
-                                        break
-                                if not closed:
-                                    pushback.extend(reversed(parts[1:]))
-                                    where = (
-                                        "before the end of the file"
-                                        if at_end
-                                        else f"within {record_limit:,} characters"
-                                    )
-                                    reject(
-                                        line_number,
-                                        line,
-                                        "column_count",
-                                        f"a quoted field opened on this line is not closed {where}; "
-                                        "only this line is quarantined, reading goes on with the next",
-                                    )
-                                    continue
-                                joined = len(parts) - 1  # the record keeps its first line's number
-                                line = "\n".join(parts).rstrip("\r")
-                                long_line = len(line) > short_line
-                            line_is_ascii = line.isascii()
-                            if not line_is_ascii:
-                                problem = _invalid_utf8_problem(line)
-                                if problem:
-                                    reject(line_number, line, "invalid_utf8", problem)
-                                    continue
-                            try:
-                                row = next(csv.reader([line], strict=True))
-                            except csv.Error as err:
-                                if "field larger than field limit" in str(err):
-                                    reject(
-                                        line_number,
-                                        line,
-                                        "field_too_long",
-                                        f"a quoted field is over {csv.field_size_limit():,} characters, "
-                                        f"over the {MAX_FIELD_BYTES:,}-byte field limit",
-                                    )
-                                else:
-                                    reject(line_number, line, "column_count", f"malformed CSV quoting: {err}")
-                                continue
-                        else:
-                            line_is_ascii = line.isascii()
-                            if not line_is_ascii:
-                                problem = _invalid_utf8_problem(line)
-                                if problem:
-                                    reject(line_number, line, "invalid_utf8", problem)
-                                    continue
-                            row = line.split(",")
-                        if len(row) != n_columns:
-                            reject(line_number, line, "column_count", f"{len(row)} columns, expected {n_columns}")
-                            continue
-                        if long_line:
-                            problem = _long_field_problem(row)
-                            if problem:
-                                reject(line_number, line, "field_too_long", problem)
-                                continue
-                        (
-                            event_time,
-                            event_type,
-                            product_id,
-                            category_id,
-                            category_code,
-                            brand,
-                            price,
-                            user_id,
-                            user_session,
-                        ) = row
-                        if "" in required(row):
-                            missing = [c for c in _REQUIRED_COLUMNS if not row[_COL[c]]]
-                            reject(
-                                line_number,
-                                line,
-                                "required_field_missing",
-                                "empty required column(s): " + ", ".join(missing),
-                            )
-                            continue
-
-                        day = event_time[:10]
-                        clock = event_time[11:19]
-                        day_ok = date_cache.get(day)
-                        if day_ok is None:
-                            day_ok = _is_real_date(day)
-                        if not (
-                            day_ok
-                            and clock in valid_times
-                            and event_time[19:] == " UTC"
-                            and event_time[10] == " "
-                            and len(event_time) == 23
-                        ):
-                            reject(line_number, line, "event_time_format", _event_time_problem(event_time))
-                            continue
-                        if (day < min_day or day >= max_day) and not (MIN_EVENT_TIME <= event_time[:19] <= max_time):
-                            reject(
-                                line_number,
-                                line,
-                                "event_time_range",
-                                f"event_time {event_time!r} is outside [{MIN_EVENT_TIME} UTC, {max_time} UTC]",
-                            )
-                            continue
-
-                        type_json = event_type_json.get(event_type)
-                        if type_json is None:
-                            reject(
-                                line_number,
-                                line,
-                                "event_type_domain",
-                                f"event_type {_short(event_type)} is not one of {', '.join(EVENT_TYPES)}",
-                            )
-                            continue
-
-                        # Integral columns: the common case is up to 19 ASCII digits without a
-                        # leading zero (same length -> text order is numeric order); anything else
-                        # (sign, leading zeros, non-ASCII digits) takes the exact slow path.
-                        if not (
-                            line_is_ascii
-                            and product_id.isdigit()
-                            and product_id[0] != "0"
-                            and (len(product_id) < 19 or (len(product_id) == 19 and product_id <= int64_max_text))
-                        ):
-                            canonical = _integral_json(product_id)
-                            if canonical is None:
-                                reject(
-                                    line_number,
-                                    line,
-                                    "product_id_integral",
-                                    _integral_problem("product_id", product_id),
-                                )
-                                continue
-                            product_id = canonical
-                        if not (
-                            line_is_ascii
-                            and category_id.isdigit()
-                            and category_id[0] != "0"
-                            and (len(category_id) < 19 or (len(category_id) == 19 and category_id <= int64_max_text))
-                        ):
-                            canonical = _integral_json(category_id)
-                            if canonical is None:
-                                reject(
-                                    line_number,
-                                    line,
-                                    "category_id_integral",
-                                    _integral_problem("category_id", category_id),
-                                )
-                                continue
-                            category_id = canonical
-                        if not (
-                            line_is_ascii
-                            and user_id.isdigit()
-                            and user_id[0] != "0"
-                            and (len(user_id) < 19 or (len(user_id) == 19 and user_id <= int64_max_text))
-                        ):
-                            canonical = _integral_json(user_id)
-                            if canonical is None:
-                                reject(line_number, line, "user_id_integral", _integral_problem("user_id", user_id))
-                                continue
-                            user_id = canonical
-
-                        price_text = price_cache.get(price)
-                        if price_text is None:
-                            price_text = _price_json(price)
-                        if price_text is False:
-                            reject(line_number, line, "price_decimal", _price_problem(price))
-                            continue
-                        if price_text is True:
-                            reject(line_number, line, "price_range", _price_range_problem(price))
-                            continue
-
-                        code_json = string_cache.get(category_code)
-                        if code_json is None:
-                            code_json = _cached_string_json(category_code)
-                        brand_json = string_cache.get(brand)
-                        if brand_json is None:
-                            brand_json = _cached_string_json(brand)
-                        if line_is_ascii and user_session.isalnum():
-                            session_json = '"' + user_session + '"'
-                        else:
-                            session_json = _string_json(user_session)
-                        message = join(
-                            (
-                                user_id,
-                                f_time,
-                                day,
-                                f_t,
-                                clock,
-                                f_type,
-                                type_json,
-                                f_product,
-                                product_id,
-                                f_category,
-                                category_id,
-                                f_code,
-                                code_json,
-                                f_brand,
-                                brand_json,
-                                f_price,
-                                price_text,
-                                f_user,
-                                user_id,
-                                f_session,
-                                session_json,
-                                f_end,
-                            )
-                        )
-                        if long_line:
-                            size = len(message) - 2  # key + value: without the tab and the newline
-                            if size > max_message_bytes:
-                                reject(
-                                    line_number,
-                                    line,
-                                    "message_too_large",
-                                    f"the Kafka message would be {size:,} bytes, over max_message_bytes="
-                                    f"{max_message_bytes:,}",
-                                )
-                                continue
-                        if long_line or len(line) > long_record:
-                            held_chars[0] += len(line) + len(message)
-                        events_by_date[day] = events_by_date.get(day, 0) + 1
-                        batch_messages.append(message)
-                        batch_records.append(line)
-                        batch_lines.append(line_number)
-                        add_digest((hash(line), hash(line + "\0")))
-                        if len(batch_messages) >= _BATCH_ROWS or held_chars[0] > _BATCH_CHARS:
-                            flush()
-                    flush()
-                except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-                    # Not the message's text: BadGzipFile quotes the file's first bytes.
-                    raise FileFormatError(f"{path}: not a readable gzip file ({type(err).__name__})") from None
-                finally:
-                    handle.close()
-                    pushback.clear()
+                result.rows_read += _validate_file(path, limits, check, outputs, result)
         os.replace(staging_tmp, staging_path)
         os.replace(quarantine_tmp, quarantine_path)
     finally:
         for tmp in (staging_tmp, quarantine_tmp):
             if tmp.exists():
                 tmp.unlink()
-
-    result.rows_read = rows_read
-    result.rows_accepted = accepted
-    result.rows_quarantined = sum(rejects.values())
-    result.rejects_by_rule.update(rejects)
-    result.rejects_by_file = {f: dict(c) for f, c in rejects_by_file.items()}
-    result.examples = examples
-    result.events_by_date = {day: n for day, n in events_by_date.items() if n}
-    result.duplicate_check = {
-        "distinct_rows": len(seen) if seen else 0,
-        "table_bytes": seen.nbytes if seen else 0,
-        "seconds": round(duplicate_check_seconds, 3),
-    }
+    outputs.fill(result)
     result.seconds = time.perf_counter() - started
     assert result.rows_read == result.rows_accepted + result.rows_quarantined, (
         f"validation lost rows: read {result.rows_read}, accepted {result.rows_accepted}, "
         f"quarantined {result.rows_quarantined}"
     )
     return result
+
+
+def _validate_file(
+    path: Path,
+    limits: _Limits,
+    check: Callable[[list[str], str, bool], str | Reject],
+    outputs: _Outputs,
+    result: ValidationResult,
+) -> int:
+    """Read one file's rows into ``outputs``; return how many rows it had."""
+    outputs.start_file(str(path))
+    reject, flush = outputs.reject, outputs.flush
+    # An accepted row is held for its batch's duplicate check (``_Outputs.flush``); this runs
+    # once per row, so the batch's lists are local names here.
+    messages, records, line_numbers, held_chars = (
+        outputs.messages,
+        outputs.records,
+        outputs.line_numbers,
+        outputs.held_chars,
+    )
+    long_record = outputs.long_record
+    rows_read = 0
+    blank_lines = [0]
+    pushback: list[str] = []
+    handle = _open_text(path)
+    try:
+        lines = _physical_lines(handle, _read_header(path, handle), pushback, limits.line_limit)
+        for line_number, line, row, line_is_ascii in _records(lines, pushback, limits, blank_lines):
+            rows_read += 1
+            if type(row) is not Reject:
+                row = check(row, line, line_is_ascii)
+                if type(row) is str:  # accepted: its staged message
+                    if len(line) > long_record:
+                        held_chars[0] += len(line) + len(row)
+                    messages.append(row)
+                    records.append(line)
+                    line_numbers.append(line_number)
+                    if len(messages) >= _BATCH_ROWS or held_chars[0] > _BATCH_CHARS:
+                        flush()
+                    continue
+            reject(line_number, line, row.rule, row.detail)
+        outputs.flush()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        # Not the message's text: BadGzipFile quotes the file's first bytes.
+        raise FileFormatError(f"{path}: not a readable gzip file ({type(err).__name__})") from None
+    finally:
+        handle.close()
+    result.blank_lines += blank_lines[0]
+    return rows_read
 
 
 def reject_threshold_problem(result: ValidationResult, max_reject_fraction: float) -> str | None:
