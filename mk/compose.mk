@@ -16,10 +16,10 @@ ENV ?= source scripts/env.sh &&
 COMPOSE ?= docker compose
 # Stand-in images (scripts/compose_images.sh select, run by `make start`): when no registry
 # answered, .stack/compose-images.env names them and adds docker-compose.standin.yaml
-# (COMPOSE_FILE); every target below then passes it to Compose after .env. Tested by the shell
-# at run time, so the file `start` has just written counts.
-COMPOSE_IMAGES_ENV := .stack/compose-images.env
-COMPOSE_CMD = $(COMPOSE) $$([ -f $(COMPOSE_IMAGES_ENV) ] && echo --env-file .env --env-file $(COMPOSE_IMAGES_ENV))
+# (COMPOSE_FILE); every target below then passes it to Compose after .env (`start` brings the
+# stack up in a second make, which sees the file it has just written).
+COMPOSE_IMAGES_ENV ?= .stack/compose-images.env
+COMPOSE_CMD = $(COMPOSE)$(if $(wildcard $(COMPOSE_IMAGES_ENV)), --env-file .env --env-file $(COMPOSE_IMAGES_ENV))
 DAG_ID ?= ecommerce_customer_profiles
 DATE ?= 2020-10-01
 DATA ?=
@@ -50,7 +50,7 @@ require_success = state=$$($(AIRFLOW_CLI) tasks state $(DAG_ID) $(1) $(DATE) 2>/
 	case "$$state" in success|skipped) echo "=== $(1): $$state";; \
 	  *) echo "=== $(1): $${state:-no state} (see the log above)" >&2; exit 1;; esac
 
-.PHONY: check-data start stop ingest process logs ps clean compose-engine compose-base-image compose-engine-status
+.PHONY: check-data start stop ingest process logs ps clean compose-up compose-engine compose-base-image compose-engine-status
 
 # A Docker engine for STACK=compose where the machine has none ready (scripts/docker_engine.sh):
 # Debian's docker.io, dockerd in the background (no systemd), the compose and buildx CLI plugins
@@ -74,6 +74,9 @@ ifeq ($(STACK),compose)
 	@# then the images: official ones, or stand-ins when no registry answers (it says which and why).
 	@bash scripts/docker_engine.sh ensure
 	@bash scripts/compose_images.sh select
+	@$(MAKE) --no-print-directory compose-up
+
+compose-up: ## docker compose up -d --build --wait with the images `make start` selected
 	$(COMPOSE_CMD) up -d --build --wait
 else
 	@$(ENV) bash scripts/stack.sh up

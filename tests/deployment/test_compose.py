@@ -131,7 +131,7 @@ def test_every_image_is_pinned(model):
 
 @pytest.mark.parametrize("image", ["apache/kafka", "apache/kafka:latest"])
 def test_an_unpinned_image_is_reported(tmp_path, image):
-    broken = broken_model(tmp_path, "  kafka:\n    image: apache/kafka:4.1.1", f"  kafka:\n    image: {image}")
+    broken = broken_model(tmp_path, "  kafka:\n    image: ${KAFKA_IMAGE:-apache/kafka:4.1.1}", f"  kafka:\n    image: {image}")
     assert checks.check_images_pinned(broken) == [f"kafka: image {image} is not pinned to a version"]
 
 
@@ -174,6 +174,7 @@ def test_host_ports_are_unique_and_come_from_env(model, env):
         "kibana": [env["KIBANA_PORT"]],
         "spark-master": [env["SPARK_MASTER_UI_PORT"]],
         "spark-worker": [env["SPARK_WORKER_UI_PORT"]],
+        "mailpit": [env["MAILPIT_UI_PORT"]],
     }
 
 

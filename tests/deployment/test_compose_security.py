@@ -47,7 +47,7 @@ def test_every_port_is_published_on_loopback_by_default(model, env):
     assert checks.check_ports_loopback(COMPOSE.read_text(), model, env) == []
     assert env["BIND_ADDRESS"] == "127.0.0.1"
     bound = {(name, p["host_ip"]) for name, s in model["services"].items() for p in s.get("ports") or []}
-    assert {ip for _, ip in bound} == {"127.0.0.1"} and len({n for n, _ in bound}) == 8
+    assert {ip for _, ip in bound} == {"127.0.0.1"} and len({n for n, _ in bound}) == 9
 
 
 def test_a_port_published_on_every_address_is_reported(tmp_path, env):

@@ -194,20 +194,18 @@ def compose_variables(compose_text: str) -> set[str]:
     return names
 
 
-_DEFAULTED = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):?-[^}]*\}")
+_IMAGE_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*_IMAGE):-[^}]*\}")
 
 
-def compose_variables_with_defaults(compose_text: str) -> set[str]:
-    """Names that have a default wherever they are used (${VAR:-default}): .env need not define them."""
+def image_variables(compose_text: str) -> set[str]:
+    """${..._IMAGE:-official image} variables: they choose stand-in images (scripts/compose_images.sh)
+    and default to the official ones, so .env need not define them."""
     text = compose_text.replace("$$", "")
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    defaulted = {name for line in lines for name in _DEFAULTED.findall(line)}
-    bare = {a or b for line in lines for a, b in _VARIABLE.findall(_DEFAULTED.sub("", line))}
-    return defaulted - bare
+    return {name for line in text.splitlines() if not line.lstrip().startswith("#") for name in _IMAGE_VARIABLE.findall(line)}
 
 
 def check_variables_defined(compose_text: str, env: dict[str, str]) -> list[str]:
-    optional = compose_variables_with_defaults(compose_text)
+    optional = image_variables(compose_text)
     return [
         f"${{{name}}} is used in docker-compose.yaml but not defined in .env"
         for name in sorted(compose_variables(compose_text))
