@@ -7,7 +7,8 @@ publish lower the number of users behind the alias; is the last run's reject fra
 the median of the runs before it. Each incident is mailed once (state in the Variable
 `ecommerce_monitoring_state`). What each alert means and what to do: docs/operations.md.
 
-The params choose which Airflow connections the service checks use (defaults: the pipeline's).
+The params choose which Airflow connections the checks use (defaults: the pipeline's) and
+may override the snapshot age limit for one run.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ with DAG(
         "kafka_conn_id": Param(KAFKA_CONN_ID, type="string"),
         "lake_conn_id": Param(LAKE_CONN_ID, type="string"),
         "es_conn_id": Param(ELASTICSEARCH_CONN_ID, type="string"),
+        "max_snapshot_age_days": Param(
+            None, type=["null", "integer"], minimum=0, description="empty = MONITOR_MAX_SNAPSHOT_AGE_DAYS"
+        ),
     },
 ) as dag:
 
@@ -46,6 +50,7 @@ with DAG(
             kafka_conn_id=params["kafka_conn_id"],
             lake_conn_id=params["lake_conn_id"],
             es_conn_id=params["es_conn_id"],
+            max_snapshot_age_days=params["max_snapshot_age_days"],
         )
 
     check_pipeline_health()

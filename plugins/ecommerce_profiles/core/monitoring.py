@@ -120,7 +120,7 @@ def check_alias_age(observed: AliasObservation, today: date, max_age_days: int) 
         Finding(
             kind=ALIAS_STALE,
             key=f"{ALIAS_STALE}:{observed.alias}:{observed.index}",
-            subject=f"Alias {observed.alias} serves a snapshot {age} days old ({observed.snapshot_date})",
+            subject=f"Alias {observed.alias} serves a snapshot {age} day{'' if age == 1 else 's'} old ({observed.snapshot_date})",
             details=(
                 ("Alias", observed.alias),
                 ("Index", observed.index),

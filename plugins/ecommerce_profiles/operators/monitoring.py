@@ -8,6 +8,7 @@ once through the SMTP provider's ``SmtpNotifier`` (ecommerce_profiles.notificati
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -149,11 +150,16 @@ def check_pipeline_health(
     kafka_conn_id: str = KAFKA_CONN_ID,
     lake_conn_id: str = LAKE_CONN_ID,
     es_conn_id: str = ELASTICSEARCH_CONN_ID,
+    max_snapshot_age_days: int | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Every check; each new incident mailed once; returns what was found (the task's XCom)."""
+    """Every check; each new incident mailed once; returns what was found (the task's XCom).
+
+    ``max_snapshot_age_days`` overrides MONITOR_MAX_SNAPSHOT_AGE_DAYS for this run."""
     now = now or datetime.now(UTC)
     settings = monitoring.settings_from_env(os.environ)
+    if max_snapshot_age_days is not None:
+        settings = dataclasses.replace(settings, max_snapshot_age_days=int(max_snapshot_age_days))
     names = pipeline_names()
     errors = {
         "kafka": probe_kafka(kafka_conn_id),
