@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # The oldest Python the pinned requirements install on (Debian 12's python3.11); pyproject agrees.
 PYTHON_MIN := 3.11.2
 
-.PHONY: help prereqs setup provision tools venv jars lock stack-up stack-status stack-down stack-clean test test-fast test-fresh-machine demo airflow airflow-stop bench bench-daily generate distclean
+.PHONY: help prereqs setup provision tools venv jars lock stack-up stack-status stack-down stack-clean test test-fast lint test-fresh-machine demo airflow airflow-stop bench bench-daily generate distclean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ test: setup stack-up ## Run the whole test suite against the local stack
 
 test-fast: venv ## Unit tests only: no services, no JVM (seconds)
 	@$(ENV) pytest -m "unit and not spark" -q $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint + format check) on everything, mypy on the shipped code (config: pyproject.toml)
+	@$(ENV) ruff check --quiet . && ruff format --check --quiet . && mypy
 
 test-fresh-machine: venv ## The README's `make demo` in a fresh Debian 12 container (Docker engine from Debian; ~15 min)
 	@$(ENV) FRESH_MACHINE=1 pytest tests/fresh_machine -p no:cacheprovider $(PYTEST_ARGS)

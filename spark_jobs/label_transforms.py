@@ -83,18 +83,20 @@ def training_labels(
     return later.groupBy("user_id").agg(*labels)
 
 
+def _horizon_of(pattern: re.Pattern[str], column: str) -> int:
+    """n of a label column named by ``pattern`` (purchased_within_<n>d / revenue_within_<n>d)."""
+    match = pattern.match(column)
+    if match is None:
+        raise ValueError(f"{column!r} is not a label column")
+    return int(match.group(1))
+
+
 def _label_horizons_of(labels: DataFrame) -> tuple[list[str], list[str], int]:
-    purchased = sorted(
-        (c for c in labels.columns if _PURCHASED.match(c)), key=lambda c: int(_PURCHASED.match(c).group(1))
-    )
-    revenue = sorted((c for c in labels.columns if _REVENUE.match(c)), key=lambda c: int(_REVENUE.match(c).group(1)))
+    purchased = sorted((c for c in labels.columns if _PURCHASED.match(c)), key=lambda c: _horizon_of(_PURCHASED, c))
+    revenue = sorted((c for c in labels.columns if _REVENUE.match(c)), key=lambda c: _horizon_of(_REVENUE, c))
     if not purchased and not revenue:
         raise ValueError(f"no label columns (purchased_within_<n>d / revenue_within_<n>d) in {labels.columns}")
-    days = [
-        int(pattern.match(c).group(1))
-        for pattern, group in ((_PURCHASED, purchased), (_REVENUE, revenue))
-        for c in group
-    ]
+    days = [_horizon_of(pattern, c) for pattern, group in ((_PURCHASED, purchased), (_REVENUE, revenue)) for c in group]
     return purchased, revenue, max(days)
 
 

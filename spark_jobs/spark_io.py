@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import contextmanager
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 
 from spark_jobs.spark_conf import MAGIC_COMMIT_SQL_CONF, magic_commit_options
 
@@ -30,17 +31,32 @@ def magic_commit(spark: SparkSession):
     try:
         yield magic_commit_options()
     finally:
-        for key, value in saved.items():
-            if value is None:
+        for key, previous in saved.items():
+            if previous is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, previous)
+
+
+def jvm(spark: SparkSession) -> Any:
+    """The driver JVM's py4j gateway view (None only once the context has stopped)."""
+    gateway = spark.sparkContext._jvm
+    if gateway is None:
+        raise RuntimeError("the SparkContext has stopped: no JVM to call")
+    return gateway
+
+
+def single_row(frame: DataFrame) -> Row:
+    """The one row of a global aggregation (``first()`` is typed Optional; an aggregation has a row)."""
+    row = frame.first()
+    if row is None:
+        raise RuntimeError("a global aggregation returned no row")
+    return row
 
 
 def hadoop_path(spark: SparkSession, uri: str):
     """(Hadoop Path, its FileSystem) for ``uri``, with the session's s3a settings."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
+    path = jvm(spark).org.apache.hadoop.fs.Path(uri)
     return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
 
 
@@ -86,7 +102,7 @@ def read_text(spark: SparkSession, uri: str) -> str:
     path, fs = hadoop_path(spark, uri)
     stream = fs.open(path)
     try:
-        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        return jvm(spark).org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
     finally:
         stream.close()
 
@@ -117,6 +133,6 @@ def scaled_shuffle_partitions(spark: SparkSession, events: int) -> int:
 
     The configured value (4 on the local stack) suits a daily drop; never lowered.
     """
-    wanted = shuffle_partitions_for(events, int(spark.conf.get("spark.sql.shuffle.partitions")))
+    wanted = shuffle_partitions_for(events, int(spark.conf.get("spark.sql.shuffle.partitions") or 0))
     spark.conf.set("spark.sql.shuffle.partitions", str(wanted))
     return wanted

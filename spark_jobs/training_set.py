@@ -54,7 +54,7 @@ from ecommerce_profiles.core.training_window import (
 from spark_jobs.archive_transforms import BATCHED_ARCHIVE_SCHEMA
 from spark_jobs.label_transforms import point_in_time_training_set
 from spark_jobs.profile_transforms import EVENT_DATE
-from spark_jobs.spark_io import list_files, scaled_shuffle_partitions, write_summary
+from spark_jobs.spark_io import list_files, scaled_shuffle_partitions, single_row, write_summary
 
 LOG = logging.getLogger("training_set")
 OUTPUT_FILES = 2  # one row per user: small
@@ -133,10 +133,12 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     # An event archived by two batches counts once (the profile job stores each event once; this
     # guards the point-in-time promise against a lake edited by hand).
     events = rows.dropDuplicates(list(EVENT_COLUMNS)).persist(StorageLevel.MEMORY_AND_DISK)
-    counts = events.agg(
-        F.count(F.lit(1)).alias("events"),
-        F.count(F.when(F.col(EVENT_DATE) <= F.lit(snapshot), 1)).alias("feature_events"),
-    ).first()
+    counts = single_row(
+        events.agg(
+            F.count(F.lit(1)).alias("events"),
+            F.count(F.when(F.col(EVENT_DATE) <= F.lit(snapshot), 1)).alias("feature_events"),
+        )
+    )
     summary["events_used"] = counts["events"]
     summary["duplicates_dropped"] = summary["archive_rows_read"] - counts["events"]
     summary["feature_events"] = counts["feature_events"]
@@ -148,15 +150,20 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     dataset.coalesce(OUTPUT_FILES).write.mode("overwrite").parquet(output_uri)
     events.unpersist()
 
-    stats = dataset.agg(
-        F.count(F.lit(1)).alias("rows"),
-        *(F.count(F.when(F.col(purchased_column(n)), 1)).alias(purchased_column(n)) for n in horizons.purchase_days),
-        *(F.sum(revenue_column(n)).alias(revenue_column(n)) for n in horizons.revenue_days),
-        *(
-            F.count(F.when(F.col(revenue_column(n)) > 0, 1)).alias(f"users_{revenue_column(n)}")
-            for n in horizons.revenue_days
-        ),
-    ).first()
+    stats = single_row(
+        dataset.agg(
+            F.count(F.lit(1)).alias("rows"),
+            *(
+                F.count(F.when(F.col(purchased_column(n)), 1)).alias(purchased_column(n))
+                for n in horizons.purchase_days
+            ),
+            *(F.sum(revenue_column(n)).alias(revenue_column(n)) for n in horizons.revenue_days),
+            *(
+                F.count(F.when(F.col(revenue_column(n)) > 0, 1)).alias(f"users_{revenue_column(n)}")
+                for n in horizons.revenue_days
+            ),
+        )
+    )
     dataset.unpersist()
     summary["rows"] = stats["rows"]
     summary["positives"] = {purchased_column(n): stats[purchased_column(n)] for n in horizons.purchase_days}

@@ -30,6 +30,7 @@ from spark_io_support import MASTER, PROJECT_ROOT, list_files, minio_filesystem,
 from test_label_transforms import FEATURE_EVENTS, PLANTED_EVENTS, S
 
 from ecommerce_profiles.core import lake
+from ecommerce_profiles.core.paths import TRAINING_SET_JOB_FILE
 from ecommerce_profiles.core.schemas import EVENT_COLUMNS, PROFILE_COLUMNS
 from ecommerce_profiles.spark_submit_conf import job_conf, s3a_conf_from_env, spark_submit_command
 from spark_jobs.label_transforms import LabelHorizons, training_set_columns
@@ -41,7 +42,7 @@ from spark_jobs.training_set import (
     summary_key,
 )
 
-JOB = Path(lake.__file__).resolve().parent / "spark_jobs" / "training_set.py"
+JOB = TRAINING_SET_JOB_FILE
 ARROW_EVENT_SCHEMA = pa.schema(
     [
         ("event_time", pa.timestamp("us", tz="UTC")),

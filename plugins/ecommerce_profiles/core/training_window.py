@@ -32,24 +32,29 @@ def revenue_column(days: int) -> str:
 
 
 def _days(values: int | Iterable[int], what: str) -> tuple[int, ...]:
-    days = tuple(values) if isinstance(values, (tuple, list, set, frozenset)) else (values,)
+    days: tuple[object, ...] = tuple(values) if isinstance(values, (tuple, list, set, frozenset)) else (values,)
     for n in days:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_HORIZON_DAYS:
             raise ValueError(f"{what} horizon must be a whole number of days in 1..{MAX_HORIZON_DAYS}, got {n!r}")
-    return tuple(sorted(set(days)))
+    return tuple(sorted({int(n) for n in days}))  # type: ignore[call-overload]  # every n was checked to be an int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LabelHorizons:
     """Which labels to compute: one ``purchased_within_{n}d`` per purchase horizon and one
-    ``revenue_within_{n}d`` per revenue horizon (whole days; ints or iterables of ints)."""
+    ``revenue_within_{n}d`` per revenue horizon (whole days; ints or iterables of ints, kept
+    as sorted tuples)."""
 
-    purchase_days: tuple[int, ...] | int = (DEFAULT_PURCHASE_HORIZON_DAYS,)
-    revenue_days: tuple[int, ...] | int = (DEFAULT_REVENUE_HORIZON_DAYS,)
+    purchase_days: tuple[int, ...]
+    revenue_days: tuple[int, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "purchase_days", _days(self.purchase_days, "purchase"))
-        object.__setattr__(self, "revenue_days", _days(self.revenue_days, "revenue"))
+    def __init__(
+        self,
+        purchase_days: int | Iterable[int] = (DEFAULT_PURCHASE_HORIZON_DAYS,),
+        revenue_days: int | Iterable[int] = (DEFAULT_REVENUE_HORIZON_DAYS,),
+    ) -> None:
+        object.__setattr__(self, "purchase_days", _days(purchase_days, "purchase"))
+        object.__setattr__(self, "revenue_days", _days(revenue_days, "revenue"))
         if not self.purchase_days and not self.revenue_days:
             raise ValueError("at least one label horizon is needed")
 
