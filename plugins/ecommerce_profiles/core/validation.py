@@ -1289,18 +1289,17 @@ def _validate_file(
         lines = _physical_lines(handle, _read_header(path, handle), pushback, limits.line_limit)
         for line_number, line, row, line_is_ascii in _records(lines, pushback, limits, blank_lines):
             rows_read += 1
-            if type(row) is not Reject:
-                row = check(row, line, line_is_ascii)
-                if type(row) is str:  # accepted: its staged message
-                    if len(line) > long_record:
-                        held_chars[0] += len(line) + len(row)
-                    messages.append(row)
-                    records.append(line)
-                    line_numbers.append(line_number)
-                    if len(messages) >= _BATCH_ROWS or held_chars[0] > _BATCH_CHARS:
-                        flush()
-                    continue
-            reject(line_number, line, row.rule, row.detail)
+            outcome = row if type(row) is Reject else check(row, line, line_is_ascii)
+            if type(outcome) is str:  # accepted: its staged message
+                if len(line) > long_record:
+                    held_chars[0] += len(line) + len(outcome)
+                messages.append(outcome)
+                records.append(line)
+                line_numbers.append(line_number)
+                if len(messages) >= _BATCH_ROWS or held_chars[0] > _BATCH_CHARS:
+                    flush()
+            else:
+                reject(line_number, line, outcome.rule, outcome.detail)
         outputs.flush()
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         # Not the message's text: BadGzipFile quotes the file's first bytes.
