@@ -31,7 +31,7 @@ def test_a_task_failure_names_dag_run_task_error_and_log_url():
     )
     assert message.subject == "[ecommerce-profiles] Task failed: dag.t (run r1)"
     assert ("Error", "RuntimeError: boom") in message.lines and ("Try", "3 of 3") in message.lines
-    assert f'<a href="{url}">' in message.html.replace("&amp;", "&")
+    assert f'<a href="{url}">' in message.html.replace("&amp;", "&") and "Try: 3 of 3<br>" in message.html
 
 
 def test_the_success_summary_holds_counts_only():

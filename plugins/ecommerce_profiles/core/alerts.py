@@ -75,8 +75,9 @@ class AlertMessage:
             shown = html.escape(value)
             if value.startswith(("http://", "https://")):
                 shown = f'<a href="{html.escape(value, quote=True)}">{shown}</a>'
-            rows.append(f"<tr><th align='left'>{html.escape(label)}</th><td>{shown}</td></tr>")
-        return f"<p>{html.escape(self.subject)}</p><table>{''.join(rows)}</table>"
+            rows.append(f"{html.escape(label)}: {shown}")
+        # One "Label: value" per line, so the text part mail readers derive keeps them apart.
+        return f"<p>{html.escape(self.subject)}</p>\n<p>" + "<br>\n".join(rows) + "</p>"
 
     @property
     def text(self) -> str:
