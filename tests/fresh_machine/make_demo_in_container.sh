@@ -104,7 +104,7 @@ for conf in /etc/pip.conf "$HOME/.config/pip/pip.conf" "$HOME/.pip/pip.conf" "$H
   docker exec "$container" mkdir -p "$(dirname "$target")"
   docker cp "$conf" "$container:$target"
 done
-docker exec "$container" git clone -q /root/repo.bundle "$workdir"
+docker exec "$container" git -c advice.detachedHead=false clone -q /root/repo.bundle "$workdir"
 prep_seconds=$(( $(date +%s) - prep_started ))
 log "container $container: Debian $(docker exec "$container" cat /etc/debian_version), clone of $commit in $workdir (ready after ${prep_seconds}s)"
 
