@@ -21,7 +21,8 @@ import os
 from typing import Any
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from ecommerce_profiles.core import alerts
 
@@ -106,7 +107,12 @@ class PipelineAlertNotifier(SmtpNotifier):
             task = context.get("task") or getattr(ti, "task", None)
             waited_for = str(getattr(task, "filepath", "") or "")
             return alerts.drop_missing(
-                dag_id=dag_id, run_id=run_id, task_id=task_id, waited_for=waited_for, error=error, log_url=log_url
+                dag_id=dag_id,
+                run_id=run_id,
+                task_id=task_id or "?",
+                waited_for=waited_for,
+                error=error,
+                log_url=log_url,
             )
         return alerts.task_failed(
             dag_id=dag_id,

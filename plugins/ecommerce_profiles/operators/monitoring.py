@@ -185,7 +185,8 @@ def check_pipeline_health(
     for key in update.resolved:
         log.info("Resolved: %s", key)
     sent: list[str] = []
-    new_state = {"open": {k: v for k, v in update.open.items()}, "alias": state.get("alias")}
+    open_now: dict[str, dict[str, Any]] = dict(update.open)
+    new_state: dict[str, Any] = {"open": open_now, "alias": state.get("alias")}
     if observed is not None and observed.index is not None:
         new_state["alias"] = observed.as_state()
     try:
@@ -195,7 +196,7 @@ def check_pipeline_health(
     finally:
         # A mail that failed is not recorded as open: the task's retry sends it.
         unsent = {f.key for f in update.new} - set(sent)
-        new_state["open"] = {k: v for k, v in new_state["open"].items() if k not in unsent}
+        new_state["open"] = {k: v for k, v in open_now.items() if k not in unsent}
         if any(key.startswith(monitoring.ALIAS_SHRANK) for key in unsent):
             new_state["alias"] = state.get("alias")  # so the retry compares with the same index
         save_state(new_state)
