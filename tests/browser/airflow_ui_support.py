@@ -289,7 +289,10 @@ def running_airflow(instance: PrivateAirflow, dag_id: str) -> Iterator[PrivateAi
     finally:
         seconds = instance.stop()
         print(f"private Airflow stopped in {seconds:.1f}s")
-    left = session_pids(instance.pid) if instance.pid else []
+    # Processes the script had to KILL after its grace period (a loaded machine) take a moment to go.
+    deadline = time.monotonic() + 15
+    while (left := session_pids(instance.pid) if instance.pid else []) and time.monotonic() < deadline:
+        time.sleep(1)
     assert not left, f"processes left after airflow_local.sh stop: {left}"
 
 
