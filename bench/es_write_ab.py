@@ -107,7 +107,7 @@ def child(args: argparse.Namespace) -> None:
     from bench import services
     from bench.system import load_1m, server_cpu_seconds
     from ecommerce_profiles.connections import elasticsearch_settings_from_env
-    from spark_jobs.customer_profiles import for_elasticsearch
+    from spark_jobs.profile_output import for_elasticsearch
 
     es = services.es()
     es_url = elasticsearch_settings_from_env().url  # as the job reaches it

@@ -1,7 +1,11 @@
 """Spark job: one run's Kafka offset range -> Parquet archive -> customer profiles -> lake + Elasticsearch.
 
-This file only wires I/O; the transformations live in ``spark_jobs.profile_transforms`` and the
-connector settings in ``spark_jobs.spark_conf``. The caller (SparkSubmitOperator or
+This file only wires I/O: ``run`` calls one function per stage (``read_kafka``,
+``archive_run_events``, ``plan_profiles``, ``build_and_write_snapshot``, ``count_profiles``,
+``write_elasticsearch``). The transformations live in ``spark_jobs.profile_transforms`` and
+``spark_jobs.archive_transforms``, the profiles' shape for their stores in
+``spark_jobs.profile_output``, the job's reads and deletes in ``spark_jobs.profile_job_io``, and
+the connector settings in ``spark_jobs.spark_conf``. The caller (SparkSubmitOperator or
 spark-submit) passes the s3a settings and the connector jars as Spark conf (see
 ``ecommerce_profiles.spark_submit_conf.job_conf`` on the submit side); nothing is downloaded at run time.
 
@@ -49,28 +53,39 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from ecommerce_profiles.core import lake, profile_manifest, schemas
-from ecommerce_profiles.core.lake import BATCH_PARTITION
-from ecommerce_profiles.core.schemas import PROFILE_COLUMNS, PROFILE_FIELDS
 from spark_jobs import profile_transforms
 from spark_jobs.archive_transforms import (
-    BATCHED_ARCHIVE_SCHEMA,
     archived_by_other_batches,
     not_yet_archived,
     profile_input,
     with_batch,
 )
+from spark_jobs.profile_job_io import (
+    archive_partitions_now,
+    delete_partitions,
+    delete_write_leftovers,
+    read_archive,
+    read_kafka_range,
+    read_snapshot,
+)
+from spark_jobs.profile_output import (
+    check_profile_schema,
+    for_elasticsearch,
+    writer_count,
+    writer_partitions,
+)
 from spark_jobs.profile_transforms import (
     ARCHIVE_SCHEMA,
     EVENT_DATE,
     IS_VALID,
-    PROFILE_SCHEMA,
     activity_profiles,
     changed_users,
     collapse_duplicates,
@@ -80,10 +95,9 @@ from spark_jobs.profile_transforms import (
     valid_events,
     with_snapshot_features,
 )
-from spark_jobs.spark_conf import MAGIC_FOLDER, es_write_options, kafka_batch_options, records_in_range
+from spark_jobs.spark_conf import es_write_options, records_in_range
 from spark_jobs.spark_io import (
     ARCHIVE_BYTES_PER_EVENT,
-    delete_matching,
     delete_path,
     list_files,
     magic_commit,
@@ -92,14 +106,8 @@ from spark_jobs.spark_io import (
     write_summary,
     write_text,
 )
-from spark_jobs.spark_types import spark_schema
 
 LOG = logging.getLogger("customer_profiles")
-# The fewest Parquet files of a fully built snapshot and concurrent Elasticsearch bulk writers:
-# the snapshot is small (one row per user) and two writers keep a 2-core single-node stack busy.
-# A cluster with more task slots gets one writer per slot (writer_count); an incremental build
-# keeps its own partitions (writer_partitions).
-SNAPSHOT_PARTITIONS = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -176,40 +184,6 @@ def quiet_spark_logs(spark: SparkSession) -> None:
     )
 
 
-def check_profile_schema(profiles: DataFrame) -> DataFrame:
-    """The profile contract: exactly PROFILE_FIELDS, in order, with their types."""
-    profiles = profiles.select(*PROFILE_COLUMNS)
-    expected = {f.name: f.dataType for f in spark_schema(PROFILE_FIELDS).fields}
-    actual = {f.name: f.dataType for f in profiles.schema.fields}
-    if actual != expected:
-        wrong = {n: (str(actual.get(n)), str(t)) for n, t in expected.items() if actual.get(n) != t}
-        raise ValueError(
-            f"profiles do not match ecommerce_profiles.core.schemas PROFILE_FIELDS (actual, expected): {wrong}"
-        )
-    return profiles
-
-
-def for_elasticsearch(profiles: DataFrame) -> DataFrame:
-    """Profile rows as the index mapping expects them.
-
-    user_id is a keyword (19-digit ids exceed what JSON numbers keep exactly in Kibana), dates
-    are ``strict_date`` strings and timestamps ISO-8601 UTC strings, so nothing depends on how
-    the connector serialises Spark date/timestamp values.
-    """
-    columns = []
-    for field in PROFILE_FIELDS:
-        column = F.col(field.name)
-        if field.name == "user_id":
-            column = column.cast("string")
-        elif field.type == "date":
-            column = F.date_format(column, "yyyy-MM-dd")
-        elif field.type == "timestamp":
-            # The session time zone is UTC (job_conf), so 'Z' is exact.
-            column = F.date_format(column, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'")
-        columns.append(column.alias(field.name))
-    return profiles.select(*columns)
-
-
 # Which service a stage depends on, to name it when the stage fails.
 STAGE_SERVICES = {
     "read_kafka": "Kafka",
@@ -219,24 +193,6 @@ STAGE_SERVICES = {
     "count_profiles": "Spark",
     "write_elasticsearch": "Elasticsearch",
 }
-
-
-def writer_count(task_slots: int) -> int:
-    """One snapshot file and Elasticsearch writer per task slot of the job, at least SNAPSHOT_PARTITIONS."""
-    return max(SNAPSHOT_PARTITIONS, task_slots)
-
-
-def writer_partitions(profiles: DataFrame, incremental: bool, writers: int = SNAPSHOT_PARTITIONS) -> DataFrame:
-    """The profiles in parts of about equal size for the snapshot's files and the Elasticsearch
-    bulk writers, so that every writer task works to the end, without another shuffle.
-
-    A full build's rows come from the aggregation's hash partitions, which are even: they are
-    merged into ``writers`` parts. An incremental build's are the earlier snapshot's file
-    splits (even: written this way) and the changed users' few small partitions; they stay as
-    they are. Merging them (coalesce merges partitions by count, not size) gave one writer
-    413,818 of 416,470 profiles in the daily benchmark.
-    """
-    return profiles if incremental else profiles.coalesce(writers)
 
 
 def failure_summary(error: BaseException, stage: str) -> dict:
@@ -257,23 +213,6 @@ def failure_summary(error: BaseException, stage: str) -> dict:
 
 class RecordCountError(RuntimeError):
     """What Spark read does not match what was produced: nothing is written."""
-
-
-def archive_partitions_now(spark: SparkSession, archive_uri: str) -> tuple[dict[str, int], set[tuple[str, str]]]:
-    """The archive's data files ({relative path: size}) and their (event_date, batch) partitions."""
-    files = profile_manifest.archive_files(list_files(spark, archive_uri))
-    return files, {lake.archive_file_partition(path) for path in files}
-
-
-def read_archive(spark: SparkSession, archive_uri: str, dates: list[str] | None = None) -> DataFrame:
-    """The archive (or only the given dates' folders: Spark then lists just those)."""
-    paths = [f"{archive_uri}/{EVENT_DATE}={d}" for d in dates] if dates is not None else [archive_uri]
-    return spark.read.schema(BATCHED_ARCHIVE_SCHEMA).option("basePath", archive_uri).parquet(*paths)
-
-
-def delete_partitions(spark: SparkSession, archive_uri: str, partitions: list[tuple[str, str]]) -> None:
-    for event_date, batch in partitions:
-        delete_path(spark, f"{archive_uri}/{EVENT_DATE}={event_date}/{BATCH_PARTITION}={batch}")
 
 
 def profile_logic_version() -> str:
@@ -298,7 +237,7 @@ def choose_profile_build(
     previous = json.loads(read_text(spark, manifest_uri(args.lake_uri, previous_date))) if previous_date else None
     decision = profile_manifest.decide(previous, files, args.batch_id, snapshot, profile_logic_version())
     if decision.incremental:
-        rows = spark.read.schema(PROFILE_SCHEMA).parquet(f"{args.lake_uri}/{lake.snapshot_key(previous_date)}").count()
+        rows = read_snapshot(spark, args.lake_uri, previous_date).count()
         if rows != previous["profiles"]:
             return profile_manifest.Decision(
                 False,
@@ -308,13 +247,71 @@ def choose_profile_build(
     return decision
 
 
+@dataclass
+class KafkaRead:
+    """What read_kafka gives the later stages."""
+
+    collapsed: DataFrame  # the run's parsed records, exact duplicates collapsed (cached)
+    valid: list[Row]  # counts of the valid records per event date, by date
+    events: DataFrame  # the run's distinct events (ARCHIVE_SCHEMA)
+
+
+@dataclass
+class ArchivedBatch:
+    """What the archive stage wrote: the run's events no other batch holds, per date."""
+
+    new_events: DataFrame
+    new_per_date: dict[str, int]
+    stale: list[tuple[str, str]]  # the batch's partitions it no longer fills, deleted
+
+
+@dataclass
+class ProfilePlan:
+    """The profiles' input and how they are built (read_archive)."""
+
+    files: dict[str, int]  # the archive's data files now
+    profiled_files: dict[str, int]  # those up to the snapshot date
+    profile_events: DataFrame  # every archived event up to the snapshot date
+    decision: profile_manifest.Decision
+
+
 def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dict:
+    """The job's stages in order; each adds its figures to the summary it returns."""
     archive_uri = f"{args.lake_uri}/{lake.archive_key()}"
-    snapshot = args.snapshot_date.isoformat()
-    snapshot_uri = f"{args.lake_uri}/{lake.snapshot_key(snapshot)}"
-    summary: dict = {
+    snapshot_uri = f"{args.lake_uri}/{lake.snapshot_key(args.snapshot_date.isoformat())}"
+    summary = start_summary(args, archive_uri, snapshot_uri)
+    with timer.stage("read_kafka"):
+        read = read_kafka(spark, args, summary)
+    check_record_counts(args, summary)
+    with timer.stage("archive"):
+        archived = archive_run_events(spark, args, archive_uri, read, summary)
+    summarise_archive(args, summary, archived)
+    with timer.stage("read_archive"):
+        plan = plan_profiles(spark, args, archive_uri, archived.new_events, summary)
+    LOG.info("profiles %s: %s", summary["profile_build"]["mode"], plan.decision.reason)
+    with timer.stage("build_and_write_snapshot"):
+        profiles = build_and_write_snapshot(spark, args, snapshot_uri, read, archived, plan, summary)
+    with timer.stage("count_profiles"):
+        counts = count_profiles(spark, args, profiles, plan.files, summary)
+    LOG.info(
+        "snapshot %s: %d profiles, %d distinct users, %d events over %d dates",
+        snapshot_uri,
+        counts["profiles"],
+        counts["users"],
+        summary["archive_events_total"],
+        summary["archive_dates_total"],
+    )
+    with timer.stage("write_elasticsearch"):
+        write_elasticsearch(args, profiles)
+    LOG.info("indexed %d profiles into %s", counts["profiles"], args.es_index)
+    profiles.unpersist()
+    return summary
+
+
+def start_summary(args: argparse.Namespace, archive_uri: str, snapshot_uri: str) -> dict:
+    return {
         "run_date": args.run_date.isoformat() if args.run_date else None,
-        "snapshot_date": snapshot,
+        "snapshot_date": args.snapshot_date.isoformat(),
         "batch_id": args.batch_id,
         "topic": args.topic,
         "starting_offsets": json.loads(args.starting_offsets),
@@ -324,40 +321,33 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         "snapshot_uri": snapshot_uri,
     }
 
-    with timer.stage("read_kafka"):
-        # The run's record count is known before the read: the shuffle that collapses duplicates
-        # (and the archive write after it) get partitions sized from it, as the profiles do below
-        # (20M events in 4 partitions spilled 2.6 GB to disk in the collapse, 0.7 GB in the write).
-        in_range = (
-            args.expected_records
-            if args.expected_records is not None
-            else records_in_range(args.starting_offsets, args.ending_offsets)
-        )
-        summary["read_shuffle_partitions"] = scaled_shuffle_partitions(spark, in_range or 0)
-        # Kafka is read once: parsing, deduplication and every count come from one shuffle whose
-        # result is cached; the archive and the profiles reuse it.
-        records = (
-            spark.read.format("kafka")
-            .options(
-                **kafka_batch_options(args.bootstrap_servers, args.topic, args.starting_offsets, args.ending_offsets)
-            )
-            # More, smaller read tasks than topic partitions: 3 partitions on 2 cores would leave
-            # one core idle for the last third of the read (Spark splits each range evenly).
-            .option(
-                "minPartitions",
-                str(2 * max(len(summary["starting_offsets"][args.topic]), spark.sparkContext.defaultParallelism)),
-            )
-            .load()
-        )
-        collapsed = collapse_duplicates(parse_kafka_records(records)).persist(StorageLevel.MEMORY_AND_DISK)
-        per_date = counts_by_date(collapsed).collect()  # a few rows per date
-        valid = sorted((r for r in per_date if r[IS_VALID]), key=lambda r: r[EVENT_DATE])
-        summary["kafka_records"] = sum(r["records"] for r in per_date)
-        summary["events_parsed"] = sum(r["records"] for r in valid)
-        summary["records_unparsed"] = summary["kafka_records"] - summary["events_parsed"]
-        summary["events_in_run"] = sum(r["distinct_records"] for r in valid)
-        summary["duplicates_dropped"] = summary["events_parsed"] - summary["events_in_run"]
-    # Fail closed before anything is written: every produced event must be read and parsed.
+
+def read_kafka(spark: SparkSession, args: argparse.Namespace, summary: dict) -> KafkaRead:
+    """Stage read_kafka: the offset range, parsed and collapsed in one shuffle whose cached
+    result gives every count; the archive and the profiles reuse it (Kafka is read once)."""
+    # The run's record count is known before the read: the shuffle that collapses duplicates
+    # (and the archive write after it) get partitions sized from it, as the profiles do below
+    # (20M events in 4 partitions spilled 2.6 GB to disk in the collapse, 0.7 GB in the write).
+    in_range = (
+        args.expected_records
+        if args.expected_records is not None
+        else records_in_range(args.starting_offsets, args.ending_offsets)
+    )
+    summary["read_shuffle_partitions"] = scaled_shuffle_partitions(spark, in_range or 0)
+    records = read_kafka_range(spark, args, len(summary["starting_offsets"][args.topic]))
+    collapsed = collapse_duplicates(parse_kafka_records(records)).persist(StorageLevel.MEMORY_AND_DISK)
+    per_date = counts_by_date(collapsed).collect()  # a few rows per date
+    valid = sorted((r for r in per_date if r[IS_VALID]), key=lambda r: r[EVENT_DATE])
+    summary["kafka_records"] = sum(r["records"] for r in per_date)
+    summary["events_parsed"] = sum(r["records"] for r in valid)
+    summary["records_unparsed"] = summary["kafka_records"] - summary["events_parsed"]
+    summary["events_in_run"] = sum(r["distinct_records"] for r in valid)
+    summary["duplicates_dropped"] = summary["events_parsed"] - summary["events_in_run"]
+    return KafkaRead(collapsed, valid, valid_events(collapsed, ARCHIVE_SCHEMA))
+
+
+def check_record_counts(args: argparse.Namespace, summary: dict) -> None:
+    """Fail closed before anything is written: every produced event must be read and parsed."""
     if args.expected_records is not None and summary["kafka_records"] != args.expected_records:
         raise RecordCountError(
             f"read {summary['kafka_records']} Kafka records in the offset range but "
@@ -368,62 +358,65 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
             f"{summary['records_unparsed']} of {summary['kafka_records']} Kafka records are not "
             "valid events (the validator should have quarantined them): nothing was written"
         )
-    events = valid_events(collapsed, ARCHIVE_SCHEMA)
-    run_dates = [r[EVENT_DATE].isoformat() for r in valid]
 
-    with timer.stage("archive"):
-        # Files a killed earlier write left in its hidden staging folders would be read by plain
-        # globbing readers; one archive write runs at a time (build_profiles is serialized).
-        for leftover in (".spark-staging-*", "_temporary", MAGIC_FOLDER):
-            delete_matching(spark, f"{archive_uri}/{leftover}")
-        _, partitions = archive_partitions_now(spark, archive_uri)
-        other_dates = sorted({d for d, b in partitions if b != args.batch_id and d in set(run_dates)})
-        elsewhere = (
-            archived_by_other_batches(read_archive(spark, archive_uri, other_dates), args.batch_id, other_dates)
-            if other_dates
-            else None
-        )
-        if elsewhere is None:
-            # No other batch holds any of the run's dates: every distinct event is new, the
-            # counts per date are the read's, and the cached records serve the write and the
-            # profiles (no second cache, no counting job: 2.4 s of the 885k one-shot).
-            # The events straight from Kafka are grouped by date already: one file per date.
-            new_events = not_yet_archived(events, None)
-            new_per_date = {r[EVENT_DATE].isoformat(): r["distinct_records"] for r in valid}
-            to_write = new_events
-        else:
-            # Cached: written to the lake, counted, and the run's part of the profile input.
-            new_events = not_yet_archived(events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
-            new_per_date = {
-                r[EVENT_DATE].isoformat(): r["count"] for r in new_events.groupBy(EVENT_DATE).count().collect()
-            }
-            # After the EXCEPT's shuffle, regroup by date: one file per date instead of one per
-            # shuffle partition and date.
-            to_write = new_events.repartition(EVENT_DATE)
-        writer = with_batch(to_write, args.batch_id).write.partitionBy(EVENT_DATE, BATCH_PARTITION)
-        if any(batch == args.batch_id for _, batch in partitions):
-            # A rerun: dynamic overwrite replaces exactly the (event_date, batch) partitions written here.
-            summary["archive_write"] = "rerun: dynamic overwrite, classic committer"
-            writer.mode("overwrite").option("partitionOverwriteMode", "dynamic").parquet(archive_uri)
-        else:
-            # The batch's first write has nothing to replace: an append with the magic committer
-            # uploads each file straight to its key and the job commit completes the uploads (no
-            # rename copies). A crash before the commit leaves no file of the batch; one during
-            # it can leave part of the batch, which the retry finds and overwrites.
-            summary["archive_write"] = "first: append, magic committer"
-            with magic_commit(spark) as options:
-                writer.options(**options).mode("append").parquet(archive_uri)
-        # The batch's partitions this run no longer fills (a corrected drop, or events now owned
-        # by another batch) go, so the batch is exactly this run's events.
-        stale = sorted((d, b) for d, b in partitions if b == args.batch_id and d not in new_per_date)
-        delete_partitions(spark, archive_uri, stale)
-        if elsewhere is not None:
-            collapsed.unpersist()  # new_events has its own cache; otherwise it reads this one
+
+def archive_run_events(
+    spark: SparkSession, args: argparse.Namespace, archive_uri: str, read: KafkaRead, summary: dict
+) -> ArchivedBatch:
+    """Stage archive: the run's events as its own batch, minus those another batch holds."""
+    delete_write_leftovers(spark, archive_uri)
+    _, partitions = archive_partitions_now(spark, archive_uri)
+    run_dates = {r[EVENT_DATE].isoformat() for r in read.valid}
+    other_dates = sorted({d for d, b in partitions if b != args.batch_id and d in run_dates})
+    elsewhere = (
+        archived_by_other_batches(read_archive(spark, archive_uri, other_dates), args.batch_id, other_dates)
+        if other_dates
+        else None
+    )
+    if elsewhere is None:
+        # No other batch holds any of the run's dates: every distinct event is new, the
+        # counts per date are the read's, and the cached records serve the write and the
+        # profiles (no second cache, no counting job: 2.4 s of the 885k one-shot).
+        # The events straight from Kafka are grouped by date already: one file per date.
+        new_events = not_yet_archived(read.events, None)
+        new_per_date = {r[EVENT_DATE].isoformat(): r["distinct_records"] for r in read.valid}
+        to_write = new_events
+    else:
+        # Cached: written to the lake, counted, and the run's part of the profile input.
+        new_events = not_yet_archived(read.events, elsewhere).persist(StorageLevel.MEMORY_AND_DISK)
+        new_per_date = {r[EVENT_DATE].isoformat(): r["count"] for r in new_events.groupBy(EVENT_DATE).count().collect()}
+        # After the EXCEPT's shuffle, regroup by date: one file per date instead of one per
+        # shuffle partition and date.
+        to_write = new_events.repartition(EVENT_DATE)
+    writer = with_batch(to_write, args.batch_id).write.partitionBy(EVENT_DATE, lake.BATCH_PARTITION)
+    if any(batch == args.batch_id for _, batch in partitions):
+        # A rerun: dynamic overwrite replaces exactly the (event_date, batch) partitions written here.
+        summary["archive_write"] = "rerun: dynamic overwrite, classic committer"
+        writer.mode("overwrite").option("partitionOverwriteMode", "dynamic").parquet(archive_uri)
+    else:
+        # The batch's first write has nothing to replace: an append with the magic committer
+        # uploads each file straight to its key and the job commit completes the uploads (no
+        # rename copies). A crash before the commit leaves no file of the batch; one during
+        # it can leave part of the batch, which the retry finds and overwrites.
+        summary["archive_write"] = "first: append, magic committer"
+        with magic_commit(spark) as options:
+            writer.options(**options).mode("append").parquet(archive_uri)
+    # The batch's partitions this run no longer fills (a corrected drop, or events now owned
+    # by another batch) go, so the batch is exactly this run's events.
+    stale = sorted((d, b) for d, b in partitions if b == args.batch_id and d not in new_per_date)
+    delete_partitions(spark, archive_uri, stale)
+    if elsewhere is not None:
+        read.collapsed.unpersist()  # new_events has its own cache; otherwise it reads this one
+    return ArchivedBatch(new_events, new_per_date, stale)
+
+
+def summarise_archive(args: argparse.Namespace, summary: dict, archived: ArchivedBatch) -> None:
+    new_per_date = archived.new_per_date
     summary["events_archived"] = sum(new_per_date.values())
     summary["already_archived_by_other_batches"] = summary["events_in_run"] - summary["events_archived"]
     summary["events_per_date"] = dict(sorted(new_per_date.items()))
     summary["dates_archived"] = sorted(new_per_date)
-    summary["stale_partitions_deleted"] = [f"{d}/{b}" for d, b in stale]
+    summary["stale_partitions_deleted"] = [f"{d}/{b}" for d, b in archived.stale]
     LOG.info(
         "%d kafka records: %d duplicates in the run, %d already archived by other batches, "
         "%d events archived as batch %s over %d dates",
@@ -435,97 +428,109 @@ def run(spark: SparkSession, args: argparse.Namespace, timer: StageTimer) -> dic
         len(new_per_date),
     )
 
-    with timer.stage("read_archive"):
-        # One listing of the archive as the profiles will read it: its files decide whether the
-        # previous snapshot can be carried forward, and they are recorded in this snapshot's manifest.
-        files, partitions = archive_partitions_now(spark, archive_uri)
-        others = any(batch != args.batch_id for _, batch in partitions)
-        archive = read_archive(spark, archive_uri) if others else None
-        profile_events = profile_input(archive, new_events, args.batch_id, snapshot)
-        profiled_files = {
-            path: size for path, size in files.items() if lake.archive_file_partition(path)[0] <= snapshot
-        }
-        summary["archive_dates_total"] = len(lake.archive_event_dates(profiled_files))
-        decision = choose_profile_build(spark, args, files)
-        summary["profile_build"] = {
-            "mode": "incremental" if decision.incremental else "full",
-            "reason": decision.reason,
-            "previous_snapshot": decision.previous_snapshot,
-        }
-    LOG.info("profiles %s: %s", summary["profile_build"]["mode"], decision.reason)
 
-    with timer.stage("build_and_write_snapshot"):
-        # The aggregation's input is the archive up to the snapshot (full) or the changed users'
-        # share of it (incremental): sized from the files, as the whole is the upper bound.
-        summary["shuffle_partitions"] = scaled_shuffle_partitions(
-            spark, sum(profiled_files.values()) // ARCHIVE_BYTES_PER_EVENT
-        )
-        scratch = [new_events, collapsed]  # unpersisted once the profiles are cached and written
-        if decision.incremental:
-            previous_snapshot = date.fromisoformat(decision.previous_snapshot)
-            changed = changed_users(profile_events, new_events, previous_snapshot).persist(StorageLevel.MEMORY_AND_DISK)
-            scratch += [changed]
-            summary["profile_build"]["changed_users"] = changed.count()
-            history = profile_events.join(F.broadcast(changed), "user_id", "left_semi")
-            # Cached: small (the changed users), and both sides of the merge use it.
-            changed_activity = activity_profiles(history, args.snapshot_date).persist(StorageLevel.MEMORY_AND_DISK)
-            scratch += [changed_activity]
-            previous = spark.read.schema(PROFILE_SCHEMA).parquet(
-                f"{args.lake_uri}/{lake.snapshot_key(decision.previous_snapshot)}"
-            )
-            activity = incremental_activity(previous, previous_snapshot, changed_activity)
-        else:
-            activity = activity_profiles(profile_events, args.snapshot_date)
-        # Cached: the RFM ranks and the profile rows both read every user's activity.
-        activity = activity.persist(StorageLevel.MEMORY_AND_DISK)
-        scratch += [activity]
-        profiles = check_profile_schema(with_snapshot_features(activity, args.snapshot_date))
-        # Cached: the snapshot, the counts and Elasticsearch all get exactly these rows, and the
-        # aggregation runs once. Laid out so that every writer task stays busy (writer_partitions).
-        summary["writers"] = writer_count(spark.sparkContext.defaultParallelism)
-        profiles = writer_partitions(profiles, decision.incremental, summary["writers"]).persist(
+def plan_profiles(
+    spark: SparkSession, args: argparse.Namespace, archive_uri: str, new_events: DataFrame, summary: dict
+) -> ProfilePlan:
+    """Stage read_archive: one listing of the archive as the profiles will read it. Its files
+    decide whether the previous snapshot can be carried forward, and they are recorded in this
+    snapshot's manifest."""
+    snapshot = args.snapshot_date.isoformat()
+    files, partitions = archive_partitions_now(spark, archive_uri)
+    others = any(batch != args.batch_id for _, batch in partitions)
+    archive = read_archive(spark, archive_uri) if others else None
+    profile_events = profile_input(archive, new_events, args.batch_id, snapshot)
+    profiled_files = {path: size for path, size in files.items() if lake.archive_file_partition(path)[0] <= snapshot}
+    summary["archive_dates_total"] = len(lake.archive_event_dates(profiled_files))
+    decision = choose_profile_build(spark, args, files)
+    summary["profile_build"] = {
+        "mode": "incremental" if decision.incremental else "full",
+        "reason": decision.reason,
+        "previous_snapshot": decision.previous_snapshot,
+    }
+    return ProfilePlan(files, profiled_files, profile_events, decision)
+
+
+def build_and_write_snapshot(
+    spark: SparkSession,
+    args: argparse.Namespace,
+    snapshot_uri: str,
+    read: KafkaRead,
+    archived: ArchivedBatch,
+    plan: ProfilePlan,
+    summary: dict,
+) -> DataFrame:
+    """Stage build_and_write_snapshot: the profiles (full, or incremental from the previous
+    snapshot), cached and laid out for the writers, written to the snapshot's partition."""
+    # The aggregation's input is the archive up to the snapshot (full) or the changed users'
+    # share of it (incremental): sized from the files, as the whole is the upper bound.
+    summary["shuffle_partitions"] = scaled_shuffle_partitions(
+        spark, sum(plan.profiled_files.values()) // ARCHIVE_BYTES_PER_EVENT
+    )
+    scratch = [archived.new_events, read.collapsed]  # unpersisted once the profiles are cached and written
+    if plan.decision.incremental:
+        previous_snapshot = date.fromisoformat(plan.decision.previous_snapshot)
+        changed = changed_users(plan.profile_events, archived.new_events, previous_snapshot).persist(
             StorageLevel.MEMORY_AND_DISK
         )
-        # The manifest goes first and comes back last: a snapshot without one is never carried forward.
-        delete_path(spark, manifest_uri(args.lake_uri, snapshot))
-        profiles.write.mode("overwrite").parquet(snapshot_uri)
-        for frame in scratch:
-            frame.unpersist()
-
-    with timer.stage("count_profiles"):
-        counts = profiles.agg(
-            F.count(F.lit(1)).alias("profiles"),
-            F.countDistinct("user_id").alias("users"),
-            F.sum("events").alias("events"),
-        ).first()
-        summary["profiles"] = counts["profiles"]
-        summary["distinct_users"] = counts["users"]
-        # The archive holds each event once, so the profiles' events are every archived event up to the snapshot.
-        summary["archive_events_total"] = counts["events"] or 0
-        manifest = profile_manifest.build_manifest(
-            snapshot, files, profile_logic_version(), counts["profiles"], summary["profile_build"]["mode"]
-        )
-        write_text(spark, manifest_uri(args.lake_uri, snapshot), json.dumps(manifest, indent=1) + "\n")
-    LOG.info(
-        "snapshot %s: %d profiles, %d distinct users, %d events over %d dates",
-        snapshot_uri,
-        counts["profiles"],
-        counts["users"],
-        summary["archive_events_total"],
-        summary["archive_dates_total"],
+        scratch += [changed]
+        summary["profile_build"]["changed_users"] = changed.count()
+        history = plan.profile_events.join(F.broadcast(changed), "user_id", "left_semi")
+        # Cached: small (the changed users), and both sides of the merge use it.
+        changed_activity = activity_profiles(history, args.snapshot_date).persist(StorageLevel.MEMORY_AND_DISK)
+        scratch += [changed_activity]
+        previous = read_snapshot(spark, args.lake_uri, plan.decision.previous_snapshot)
+        activity = incremental_activity(previous, previous_snapshot, changed_activity)
+    else:
+        activity = activity_profiles(plan.profile_events, args.snapshot_date)
+    # Cached: the RFM ranks and the profile rows both read every user's activity.
+    activity = activity.persist(StorageLevel.MEMORY_AND_DISK)
+    scratch += [activity]
+    profiles = check_profile_schema(with_snapshot_features(activity, args.snapshot_date))
+    # Cached: the snapshot, the counts and Elasticsearch all get exactly these rows, and the
+    # aggregation runs once. Laid out so that every writer task stays busy (writer_partitions).
+    summary["writers"] = writer_count(spark.sparkContext.defaultParallelism)
+    profiles = writer_partitions(profiles, plan.decision.incremental, summary["writers"]).persist(
+        StorageLevel.MEMORY_AND_DISK
     )
+    # The manifest goes first and comes back last: a snapshot without one is never carried forward.
+    delete_path(spark, manifest_uri(args.lake_uri, args.snapshot_date.isoformat()))
+    profiles.write.mode("overwrite").parquet(snapshot_uri)
+    for frame in scratch:
+        frame.unpersist()
+    return profiles
 
-    with timer.stage("write_elasticsearch"):
-        (
-            for_elasticsearch(profiles)
-            .write.format("es")
-            .options(**es_write_options(args.es_nodes, args.es_index))
-            .mode("append")  # with es.write.operation=index: documents are replaced by _id
-            .save()
-        )
-    LOG.info("indexed %d profiles into %s", counts["profiles"], args.es_index)
-    profiles.unpersist()
-    return summary
+
+def count_profiles(
+    spark: SparkSession, args: argparse.Namespace, profiles: DataFrame, files: dict[str, int], summary: dict
+) -> Row:
+    """Stage count_profiles: the snapshot's counts, then its manifest (which marks it complete)."""
+    snapshot = args.snapshot_date.isoformat()
+    counts = profiles.agg(
+        F.count(F.lit(1)).alias("profiles"),
+        F.countDistinct("user_id").alias("users"),
+        F.sum("events").alias("events"),
+    ).first()
+    summary["profiles"] = counts["profiles"]
+    summary["distinct_users"] = counts["users"]
+    # The archive holds each event once, so the profiles' events are every archived event up to the snapshot.
+    summary["archive_events_total"] = counts["events"] or 0
+    manifest = profile_manifest.build_manifest(
+        snapshot, files, profile_logic_version(), counts["profiles"], summary["profile_build"]["mode"]
+    )
+    write_text(spark, manifest_uri(args.lake_uri, snapshot), json.dumps(manifest, indent=1) + "\n")
+    return counts
+
+
+def write_elasticsearch(args: argparse.Namespace, profiles: DataFrame) -> None:
+    """Stage write_elasticsearch: the same cached profiles into the pre-created dated index."""
+    (
+        for_elasticsearch(profiles)
+        .write.format("es")
+        .options(**es_write_options(args.es_nodes, args.es_index))
+        .mode("append")  # with es.write.operation=index: documents are replaced by _id
+        .save()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_jobs.customer_profiles import SNAPSHOT_PARTITIONS, writer_count, writer_partitions
+from spark_jobs.profile_output import SNAPSHOT_PARTITIONS, writer_count, writer_partitions
 
 
 def part_sizes(frame) -> list[int]:
