@@ -64,6 +64,10 @@ def success_summary_enabled() -> bool:
     return str(value).strip().lower() in TRUE_WORDS
 
 
+def _without_dag(context: Any) -> dict:
+    return {key: value for key, value in dict(context).items() if key != "dag"}
+
+
 class PipelineAlertNotifier(SmtpNotifier):
     """``SmtpNotifier`` whose subject and body are one of the pipeline's alert messages.
 
@@ -124,6 +128,11 @@ class PipelineAlertNotifier(SmtpNotifier):
             log_url=log_url,
         )
 
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing here is a template; render without the context's DAG, which under
+        `airflow dags test` is a SerializedDAG that has no template environment."""
+        super().render_template_fields(_without_dag(context), jinja_env)
+
     def notify(self, context: Any) -> None:
         message = self.message(context)
         if message is None:
@@ -135,7 +144,7 @@ class PipelineAlertNotifier(SmtpNotifier):
             return
         self.to, self.subject, self.html_content = to, message.subject, message.html
         log.info("Sending alert %s to %s: %s", message.kind, ", ".join(to), message.subject)
-        super().notify(context)
+        super().notify(_without_dag(context))
 
 
 def task_failure_notifier() -> PipelineAlertNotifier:

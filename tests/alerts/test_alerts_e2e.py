@@ -16,7 +16,8 @@ short retry delays, a 90 s sensor timeout and a 36 s deadline. Runs, in parallel
             "Task failed" (error line without the rows) + "Run failed"
   shrink    the archive loses the healthy run's events, a run of 2 users (20% rejected rows)
             publishes: the monitoring DAG, started by the alias's asset event, mails "Publish
-            lowered the users" (6 -> 2, both indices) and the reject spike (4 runs at 1% before)
+            lowered the users" (6 -> 2, both indices) and the reject spike (4 runs at 1% before);
+            the Variable ALERT_ON_SUCCESS, set before it, makes that run mail its counts
   stale     a monitoring run with max_snapshot_age_days=0 -> "serves a snapshot 1 day old"
   service   a monitoring run whose Kafka connection points at a port nobody listens on ->
             "Kafka does not answer"; a second such run mails nothing more (once per incident)
@@ -297,6 +298,8 @@ def test_a_publish_with_fewer_users_and_a_reject_spike_are_mailed_once(airflow, 
         run_date = (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
         summary = {"run_id": f"history_{days}", "run_date": run_date, "rows_read": 1000, "rows_quarantined": 10}
         client.put_object(Bucket=bucket, Key=f"runs/run_date={run_date}/latest.json", Body=json.dumps(summary))
+    # The success summary, off so far (the healthy run sent nothing), switched on by its Variable.
+    api(airflow, "POST", "/api/v2/variables", {"key": "ALERT_ON_SUCCESS", "value": "true"})
     run_id = trigger(
         airflow,
         DAG_ID,
@@ -318,6 +321,11 @@ def test_a_publish_with_fewer_users_and_a_reject_spike_are_mailed_once(airflow, 
         "is above 3x the median 1.00% of the 4 runs before"
     ]
     assert ROW_TOKEN not in spikes[0]["Text"]
+    summary = wait_for_mails(names["ALERT_EMAIL_TO"], lambda m: "Run succeeded" in m["Subject"])
+    assert [m["Subject"] for m in summary] == [
+        f"[ecommerce-profiles] Run succeeded: {DAG_ID} (run {run_id}): 2 profiles"
+    ]
+    assert "rows_read: 10" in summary[0]["Text"] and "rows_quarantined: 2" in summary[0]["Text"], summary[0]["Text"]
 
 
 def test_a_stale_alias_is_mailed_once(airflow, names, started_runs):
@@ -339,6 +347,7 @@ def test_a_service_that_does_not_answer_is_mailed_once(airflow, names, started_r
 
 
 def test_no_other_mail_arrived(airflow, names, started_runs):
-    """2 (failing run) + 3 (late run) + 2 (today's scheduled run) + 2 (shrink, spike) + stale + Kafka."""
+    """2 (failing run) + 3 (late run) + 2 (today's scheduled run) + 3 (shrink, spike, success
+    summary) + stale + Kafka."""
     subjects = sorted(m["Subject"] for m in mails_to(names["ALERT_EMAIL_TO"]))
-    assert len(subjects) == 11, subjects
+    assert len(subjects) == 12, subjects
