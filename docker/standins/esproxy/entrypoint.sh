@@ -30,15 +30,16 @@ http {
   map \$status \$esproxy_log_it { ~^[45] 1; default 0; }
   access_log /dev/stdout combined if=\$esproxy_log_it;
   server_tokens off;
+  # Docker's DNS, asked at request time: the node may start later or come back with another address.
   resolver 127.0.0.11 valid=10s ipv6=off;
-  upstream elasticsearch { server $upstream; keepalive 16; }
   server {
     listen 9200;
     auth_basic "elasticsearch";
     auth_basic_user_file $dir/htpasswd;
     client_max_body_size 100m;
     location / {
-      proxy_pass http://elasticsearch;
+      set \$elasticsearch http://$upstream;
+      proxy_pass \$elasticsearch;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$host;
