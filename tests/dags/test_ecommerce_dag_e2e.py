@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -28,7 +29,13 @@ BAD_ROWS = [  # (line content, rule the validator must report)
     ("17/11/2020 10:00,view,1,2,,,1.00,1515915625519388267,abcdefghij", "event_time_format"),
     ("2020-11-17 10:00:00 UTC,view,1,2,,,1.00,15159156255x9388267,abcdefghij", "user_id_integral"),
     ("2020-11-17 10:00:00 UTC,view,1,2,,1.00,1515915625519388267,abcdefghij", "column_count"),
+    # An ANSI colour and a BEL in brand: otherwise a valid event, which must not reach Kafka or Spark.
+    (
+        "2020-11-17 10:00:00 UTC,view,1,2,,\x1b[31mred\x1b[0m\x07,1.00,1515915625519388267,abcdefghij",
+        "control_character",
+    ),
 ]
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # the validator's rule: not tab, LF, CR
 
 
 COUNTERS = {"view": "views", "cart": "carts", "purchase": "purchases"}
@@ -44,6 +51,8 @@ def _expected_from_csv(path):
         for row in reader:
             key = tuple(row)
             if len(row) != 9 or key in seen or row[1] not in {"view", "cart", "purchase", "remove_from_cart"}:
+                continue
+            if any(CONTROL_CHARACTER.search(value) for value in row):
                 continue
             try:
                 when = datetime.strptime(row[0], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
