@@ -99,10 +99,12 @@ from spark_jobs.spark_conf import es_write_options, records_in_range
 from spark_jobs.spark_io import (
     ARCHIVE_BYTES_PER_EVENT,
     delete_path,
+    jvm,
     list_files,
     magic_commit,
     read_text,
     scaled_shuffle_partitions,
+    single_row,
     write_summary,
     write_text,
 )
@@ -160,14 +162,14 @@ class StageTimer:
 
 def jvm_started_epoch_seconds(spark: SparkSession) -> float:
     """When this driver JVM (spark-submit) started: the start of Spark's start-up."""
-    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    runtime = jvm(spark).java.lang.management.ManagementFactory.getRuntimeMXBean()
     return runtime.getStartTime() / 1000.0
 
 
 def jvm_garbage_collectors(spark: SparkSession) -> list[str]:
     """The driver JVM's collectors (``PS Scavenge``/``PS MarkSweep`` for the parallel collector that
     spark_submit_conf.job_conf asks for): the summary says which one the run really had."""
-    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    beans = jvm(spark).java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
     return sorted(str(bean.getName()) for bean in beans)
 
 
@@ -178,10 +180,8 @@ def quiet_spark_logs(spark: SparkSession) -> None:
     purchaser), and Spark warns about it once per task.
     """
     spark.sparkContext.setLogLevel("WARN")
-    jvm = spark.sparkContext._jvm
-    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
-        "org.apache.spark.sql.execution.window.WindowExec", jvm.org.apache.logging.log4j.Level.ERROR
-    )
+    log4j = jvm(spark).org.apache.logging.log4j
+    log4j.core.config.Configurator.setLevel("org.apache.spark.sql.execution.window.WindowExec", log4j.Level.ERROR)
 
 
 # Which service a stage depends on, to name it when the stage fails.
@@ -237,6 +237,7 @@ def choose_profile_build(
     previous = json.loads(read_text(spark, manifest_uri(args.lake_uri, previous_date))) if previous_date else None
     decision = profile_manifest.decide(previous, files, args.batch_id, snapshot, profile_logic_version())
     if decision.incremental:
+        assert previous_date and previous, "decide() carries a snapshot forward only when there is one"
         rows = read_snapshot(spark, args.lake_uri, previous_date).count()
         if rows != previous["profiles"]:
             return profile_manifest.Decision(
@@ -440,7 +441,9 @@ def plan_profiles(
     others = any(batch != args.batch_id for _, batch in partitions)
     archive = read_archive(spark, archive_uri) if others else None
     profile_events = profile_input(archive, new_events, args.batch_id, snapshot)
-    profiled_files = {path: size for path, size in files.items() if lake.archive_file_partition(path)[0] <= snapshot}
+    profiled_files = {
+        path: size for path, size in files.items() if (key := lake.archive_file_partition(path)) and key[0] <= snapshot
+    }
     summary["archive_dates_total"] = len(lake.archive_event_dates(profiled_files))
     decision = choose_profile_build(spark, args, files)
     summary["profile_build"] = {
@@ -469,6 +472,7 @@ def build_and_write_snapshot(
     )
     scratch = [archived.new_events, read.collapsed]  # unpersisted once the profiles are cached and written
     if plan.decision.incremental:
+        assert plan.decision.previous_snapshot, "an incremental build has a previous snapshot"
         previous_snapshot = date.fromisoformat(plan.decision.previous_snapshot)
         changed = changed_users(plan.profile_events, archived.new_events, previous_snapshot).persist(
             StorageLevel.MEMORY_AND_DISK
@@ -506,11 +510,13 @@ def count_profiles(
 ) -> Row:
     """Stage count_profiles: the snapshot's counts, then its manifest (which marks it complete)."""
     snapshot = args.snapshot_date.isoformat()
-    counts = profiles.agg(
-        F.count(F.lit(1)).alias("profiles"),
-        F.countDistinct("user_id").alias("users"),
-        F.sum("events").alias("events"),
-    ).first()
+    counts = single_row(
+        profiles.agg(
+            F.count(F.lit(1)).alias("profiles"),
+            F.countDistinct("user_id").alias("users"),
+            F.sum("events").alias("events"),
+        )
+    )
     summary["profiles"] = counts["profiles"]
     summary["distinct_users"] = counts["users"]
     # The archive holds each event once, so the profiles' events are every archived event up to the snapshot.

@@ -37,7 +37,7 @@ def delete_write_leftovers(spark: SparkSession, archive_uri: str) -> None:
 def archive_partitions_now(spark: SparkSession, archive_uri: str) -> tuple[dict[str, int], set[tuple[str, str]]]:
     """The archive's data files ({relative path: size}) and their (event_date, batch) partitions."""
     files = profile_manifest.archive_files(list_files(spark, archive_uri))
-    return files, {lake.archive_file_partition(path) for path in files}
+    return files, {key for key in map(lake.archive_file_partition, files) if key}  # archive_files kept data files only
 
 
 def read_archive(spark: SparkSession, archive_uri: str, dates: list[str] | None = None) -> DataFrame:

@@ -64,7 +64,8 @@ def success_summary_enabled() -> bool:
     return str(value).strip().lower() in TRUE_WORDS
 
 
-def _without_dag(context: Any) -> dict:
+def _without_dag(context: Any) -> Any:
+    """The context minus its DAG (a Context is a TypedDict: a plain dict of its keys stands in)."""
     return {key: value for key, value in dict(context).items() if key != "dag"}
 
 

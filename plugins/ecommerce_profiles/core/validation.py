@@ -651,7 +651,7 @@ def _is_gzip(path: Path) -> bool:
 def _open_text(path: Path) -> IO[str]:
     """The file as text: UTF-8 with undecodable bytes kept (surrogateescape), no newline
     translation (the reader splits on \\n itself), gzip-decompressed for ``*.gz``."""
-    raw: IO[bytes] = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115
+    raw = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115
     return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
 
 
@@ -1027,14 +1027,15 @@ def _row_checker(limits: _Limits) -> Callable[[list[str], str, bool], str | Reje
 
         code_json = texts[category_code]
         brand_json = texts[brand]
+        session_json: str | None
         if line_is_ascii and user_session.isalnum():
             session_json = '"' + user_session + '"'
         else:
             session_json = _text_json(user_session)
         if code_json is None or brand_json is None or session_json is None:
-            return Reject("control_character", _control_character_problem(row))
+            return Reject("control_character", _control_character_problem(row) or "a value holds a control character")
         message = join(
-            (
+            (  # type: ignore[arg-type]  # price_json's sentinels (bools) were returned as rejects above
                 user_json,
                 f_time,
                 day,
@@ -1228,14 +1229,14 @@ def validate_files(
     staging_path, quarantine_path = Path(staging_path), Path(quarantine_path)
     staging_path.parent.mkdir(parents=True, exist_ok=True)
     quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     result = ValidationResult(
-        files=[str(p) for p in paths], staging_path=str(staging_path), quarantine_path=str(quarantine_path)
+        files=[str(p) for p in files], staging_path=str(staging_path), quarantine_path=str(quarantine_path)
     )
     result.limits = limits.report()
     staging_tmp = staging_path.with_name(staging_path.name + ".tmp")
     quarantine_tmp = quarantine_path.with_name(quarantine_path.name + ".tmp")
-    input_bytes = sum(os.path.getsize(p) * (6 if _is_gzip(p) else 1) for p in paths if p.is_file())
+    input_bytes = sum(os.path.getsize(p) * (6 if _is_gzip(p) else 1) for p in files if p.is_file())
     check = _row_checker(limits)
     try:
         with (
@@ -1245,7 +1246,7 @@ def validate_files(
             # Records longer than this count towards a batch's _BATCH_CHARS.
             long_record = min(limits.short_line, _LONG_LINE_CHARS)
             outputs = _Outputs(staging, quarantine_file, input_bytes, max_examples, long_record)
-            for path in paths:
+            for path in files:
                 result.rows_read += _validate_file(path, limits, check, outputs, result)
         os.replace(staging_tmp, staging_path)
         os.replace(quarantine_tmp, quarantine_path)
@@ -1290,7 +1291,7 @@ def _validate_file(
         for line_number, line, row, line_is_ascii in _records(lines, pushback, limits, blank_lines):
             rows_read += 1
             outcome = row if type(row) is Reject else check(row, line, line_is_ascii)
-            if type(outcome) is str:  # accepted: its staged message
+            if isinstance(outcome, str):  # accepted: its staged message
                 if len(line) > long_record:
                     held_chars[0] += len(line) + len(outcome)
                 messages.append(outcome)

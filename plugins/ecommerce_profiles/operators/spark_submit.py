@@ -104,7 +104,7 @@ class ProfileJobSubmitOperator(LakeSparkSubmitOperator):
         args = list(self.application_args or [])
         index = args[args.index("--es-index") + 1]
         try:
-            done = reset_build_index(elasticsearch_client(self.es_conn_id), pipeline_names().alias, index)
+            done = reset_build_index(elasticsearch_client(self.profile_es_conn_id), pipeline_names().alias, index)
         except IndexStateError as error:
             raise AirflowFailException(str(error)) from error
         self.log.info("Index %s %s empty for this attempt of the job", index, done)
@@ -114,7 +114,7 @@ class ProfileJobSubmitOperator(LakeSparkSubmitOperator):
             raise AirflowException(f"{self._recorded_failure() or 'the Spark job failed'} ({error})") from error
 
     def _recorded_failure(self) -> str | None:
-        args = list(self.application_args)
+        args = list(self.application_args or [])
         try:
             key = args[args.index("--summary-uri") + 1]
             summary = json.loads(
@@ -130,7 +130,7 @@ class ProfileJobSubmitOperator(LakeSparkSubmitOperator):
         self, *, es_conn_id: str = ELASTICSEARCH_CONN_ID, kafka_conn_id: str = KAFKA_CONN_ID, **kwargs: Any
     ) -> None:
         super().__init__(es_conn_id=es_conn_id, **kwargs)
-        self.kafka_conn_id = kafka_conn_id
+        self.profile_es_conn_id, self.kafka_conn_id = es_conn_id, kafka_conn_id
 
     def job_application_args(self, context) -> list[str]:
         names = pipeline_names()
@@ -142,7 +142,7 @@ class ProfileJobSubmitOperator(LakeSparkSubmitOperator):
             "--lake-uri",
             lake_layout.s3_uri(names.bucket, scheme="s3a"),
             "--es-nodes",
-            elasticsearch_settings(self.es_conn_id).url,
+            elasticsearch_settings(self.profile_es_conn_id).url,
         ]
 
 
@@ -154,7 +154,7 @@ class TrainingSetSubmitOperator(LakeSparkSubmitOperator):
         from ecommerce_profiles.assets import training_set_asset_extra
 
         super().execute(context)
-        args = list(self.application_args)
+        args = list(self.application_args or [])
         key = args[args.index("--summary-uri") + 1]
         summary = json.loads(
             S3Hook(aws_conn_id=self.lake_conn_id).read_key(key=key, bucket_name=pipeline_names().bucket)

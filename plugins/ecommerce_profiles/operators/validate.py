@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,11 @@ class ValidateEventsOperator(BaseOperator):
             raise AirflowException(str(err)) from err
         staging = Path(self.staging_dir)
         self.log.info("Validating %d file(s): %s", len(files), ", ".join(map(str, files)))
-        extra = {}
-        if self.max_event_time:
-            from datetime import datetime
-
-            extra["max_event_time"] = datetime.fromisoformat(str(self.max_event_time))
+        max_event_time = datetime.fromisoformat(str(self.max_event_time)) if self.max_event_time else None
         try:
-            result = validate_files(files, staging / STAGING_FILE_NAME, staging / lake.QUARANTINE_FILE, **extra)
+            result = validate_files(
+                files, staging / STAGING_FILE_NAME, staging / lake.QUARANTINE_FILE, max_event_time=max_event_time
+            )
         except HeaderError as err:
             raise AirflowException(str(err)) from err
 
