@@ -131,7 +131,9 @@ def test_every_image_is_pinned(model):
 
 @pytest.mark.parametrize("image", ["apache/kafka", "apache/kafka:latest"])
 def test_an_unpinned_image_is_reported(tmp_path, image):
-    broken = broken_model(tmp_path, "  kafka:\n    image: ${KAFKA_IMAGE:-apache/kafka:4.1.1}", f"  kafka:\n    image: {image}")
+    broken = broken_model(
+        tmp_path, "  kafka:\n    image: ${KAFKA_IMAGE:-apache/kafka:4.1.1}", f"  kafka:\n    image: {image}"
+    )
     assert checks.check_images_pinned(broken) == [f"kafka: image {image} is not pinned to a version"]
 
 

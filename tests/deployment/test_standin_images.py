@@ -46,8 +46,9 @@ _Tagged.add_multi_constructor("!", _tagged)
 def catalogue() -> dict[str, dict[str, str]]:
     """variable -> {name, official, standin} from `scripts/compose_images.sh list`."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    out = subprocess.run(["bash", str(ROOT / "scripts/compose_images.sh"), "list"], capture_output=True,
-                         text=True, check=True, env=env).stdout
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts/compose_images.sh"), "list"], capture_output=True, text=True, check=True, env=env
+    ).stdout
     rows = {}
     for line in out.splitlines()[1:]:
         name, variable, official, standin = line.split()
@@ -71,8 +72,15 @@ def image_variables(model: dict) -> dict[str, tuple[str, str]]:
 def test_every_image_is_a_variable_defaulting_to_the_official_image(catalogue):
     variables = image_variables(compose())
     assert {v for v, _ in variables.values()} >= {
-        "POSTGRES_IMAGE", "KAFKA_IMAGE", "MINIO_IMAGE", "MC_IMAGE", "SPARK_IMAGE",
-        "ELASTICSEARCH_IMAGE", "KIBANA_IMAGE", "MAILPIT_IMAGE"}
+        "POSTGRES_IMAGE",
+        "KAFKA_IMAGE",
+        "MINIO_IMAGE",
+        "MC_IMAGE",
+        "SPARK_IMAGE",
+        "ELASTICSEARCH_IMAGE",
+        "KIBANA_IMAGE",
+        "MAILPIT_IMAGE",
+    }
     for service, (variable, default) in variables.items():
         if variable == "KIBANA_IMAGE":  # no stand-in: left out by the override
             assert default == f"docker.elastic.co/kibana/kibana:{checks.read_versions()['KIBANA_VERSION']}"
@@ -98,24 +106,35 @@ def test_the_dockerfile_base_images_are_build_args_with_the_official_defaults(ca
     v = checks.read_versions()
     assert args["AIRFLOW_BASE_IMAGE"] == "apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}"
     assert build_args["AIRFLOW_BASE_IMAGE"] == (
-        f"${{AIRFLOW_BASE_IMAGE:-apache/airflow:{v['AIRFLOW_VERSION']}-python{v['PYTHON_VERSION']}}}")
+        f"${{AIRFLOW_BASE_IMAGE:-apache/airflow:{v['AIRFLOW_VERSION']}-python{v['PYTHON_VERSION']}}}"
+    )
     for variable in ("SPARK_IMAGE", "MAVEN_IMAGE"):
         assert build_args[variable] == f"${{{variable}:-{args[variable]}}}"
         assert args[variable] == catalogue[variable]["official"]
     assert catalogue["AIRFLOW_BASE_IMAGE"]["official"] == (
-        f"apache/airflow:{v['AIRFLOW_VERSION']}-python{v['PYTHON_VERSION']}")
+        f"apache/airflow:{v['AIRFLOW_VERSION']}-python{v['PYTHON_VERSION']}"
+    )
     stages = checks.dockerfile_stages((ROOT / "Dockerfile").read_text())
     assert stages[-1]["base"] == "${AIRFLOW_BASE_IMAGE}"
 
 
 def test_every_variable_has_a_standin_dockerfile(catalogue):
     for variable, row in catalogue.items():
-        name = "minio" if row["name"] == "mc" else row["name"]   # the server image ships mc
+        name = "minio" if row["name"] == "mc" else row["name"]  # the server image ships mc
         dockerfile = STANDINS / name / "Dockerfile"
         assert dockerfile.is_file(), f"{variable}: {dockerfile.relative_to(ROOT)} is missing"
         assert row["standin"].startswith("ecommerce-profiles-standin/"), row
     assert {p.name for p in STANDINS.iterdir() if p.is_dir()} == {
-        "airflow", "postgres", "kafka", "minio", "spark", "maven", "elasticsearch", "esproxy", "mailpit"}
+        "airflow",
+        "postgres",
+        "kafka",
+        "minio",
+        "spark",
+        "maven",
+        "elasticsearch",
+        "esproxy",
+        "mailpit",
+    }
 
 
 def _copied_files(dockerfile: Path) -> list[Path]:
@@ -139,7 +158,12 @@ def test_standin_dockerfiles_build_from_the_local_base_only(dockerfile):
     assert checks.dockerfile_args(text)["BASE_IMAGE"] == "ecommerce-profiles/debian:bookworm"
     for path in _copied_files(dockerfile):
         assert path.exists(), f"{dockerfile.relative_to(ROOT)}: COPY source {path.relative_to(ROOT)} is missing"
-        if path.is_file() and path.suffix != ".properties" and path.name != "requirements.txt" and "scripts" not in path.parts:
+        if (
+            path.is_file()
+            and path.suffix != ".properties"
+            and path.name != "requirements.txt"
+            and "scripts" not in path.parts
+        ):
             assert os.access(path, os.X_OK), f"{path.relative_to(ROOT)} is not executable"
 
 
@@ -156,11 +180,26 @@ def test_standin_override_leaves_out_kibana_and_fronts_elasticsearch_with_the_pr
     # The node is reachable inside the Compose network only; the proxy keeps the published port.
     assert "ports" not in services["elasticsearch-node"]
     assert "kibana" not in services["airflow-scheduler"]["depends_on"]
-    for name in ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+    for name in (
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    ):
         assert "AIRFLOW_CONN_KIBANA_DEFAULT" in services[name]["environment"], name
     # Every other service of the real file keeps its definition.
-    assert set(services) == {"kibana", "elasticsearch", "elasticsearch-node", "es-init", "airflow-init",
-                             "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
+    assert set(services) == {
+        "kibana",
+        "elasticsearch",
+        "elasticsearch-node",
+        "es-init",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    }
 
 
 def test_every_published_port_is_loopback_by_default():

@@ -201,7 +201,12 @@ def image_variables(compose_text: str) -> set[str]:
     """${..._IMAGE:-official image} variables: they choose stand-in images (scripts/compose_images.sh)
     and default to the official ones, so .env need not define them."""
     text = compose_text.replace("$$", "")
-    return {name for line in text.splitlines() if not line.lstrip().startswith("#") for name in _IMAGE_VARIABLE.findall(line)}
+    return {
+        name
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#")
+        for name in _IMAGE_VARIABLE.findall(line)
+    }
 
 
 def check_variables_defined(compose_text: str, env: dict[str, str]) -> list[str]:
