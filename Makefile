@@ -62,10 +62,10 @@ stack-down: ## Stop the local stack (no stray processes)
 stack-clean: ## Stop the local stack and delete its data and logs (keeps downloads)
 	@$(ENV) bash scripts/stack.sh clean
 
-test: setup stack-up ## Run the whole test suite against the local stack
+test: setup lint stack-up ## Lint and types, then the whole test suite against the local stack
 	@$(ENV) pytest $(PYTEST_ARGS)
 
-test-fast: venv ## Unit tests only: no services, no JVM (seconds)
+test-fast: venv lint ## Lint and types, then the unit tests only: no services, no JVM
 	@$(ENV) pytest -m "unit and not spark" -q $(PYTEST_ARGS)
 
 lint: venv ## ruff (lint + format check) on everything, mypy on the shipped code (config: pyproject.toml)
