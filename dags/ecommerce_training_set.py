@@ -42,6 +42,7 @@ from ecommerce_profiles.connections import LAKE_CONN_ID
 from ecommerce_profiles.core import lake
 from ecommerce_profiles.core.paths import TRAINING_SET_JOB_FILE
 from ecommerce_profiles.dag_defaults import DEFAULT_ARGS
+from ecommerce_profiles.notifications import run_failure_notifier
 from ecommerce_profiles.operators.spark_submit import TrainingSetSubmitOperator
 from ecommerce_profiles.training_plan import (
     job_arguments,
@@ -65,6 +66,7 @@ with DAG(
     max_active_runs=1,
     tags=["ecommerce", "customer-profiles", "training-set", "spark", "assets"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=[run_failure_notifier()],  # docs/operations.md (tasks: DEFAULT_ARGS)
     params={
         # Defaults make the trigger form valid as it opens (see the profile DAG).
         "snapshot_date": Param(
