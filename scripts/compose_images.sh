@@ -51,14 +51,13 @@ field() { catalogue | awk -F'|' -v n="$1" -v f="$2" '$1 == n { print $f }'; }
 names() { catalogue | cut -d'|' -f1; }
 
 build_one() {
-  local name=$1 tag context args dockerfile base started
+  local name=$1 tag context args dockerfile started
   local -a build_args=()
   tag=$(field "$name" 4); context=$(field "$name" 5); args=$(field "$name" 6)
   [ -n "$context" ] || return 0   # shares another stand-in's image
   dockerfile="$standins/$name/Dockerfile"
   [ -f "$dockerfile" ] || die "$dockerfile is missing"
-  base=$(bash "$here/docker_engine.sh" base-image)
-  build_args+=(--build-arg "BASE_IMAGE=$base")
+  build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
   for arg in $args; do build_args+=(--build-arg "$arg"); done
   started=$(date +%s)
   log "$name: building $tag"
@@ -73,7 +72,8 @@ build_one() {
 cmd_build() {
   local name
   mkdir -p "$STACK_DIR"
-  bash "$here/docker_engine.sh" ensure
+  # The Debian base image every stand-in starts from (made once, then reused).
+  BASE_IMAGE=$(bash "$here/docker_engine.sh" base-image)
   if [ $# -eq 0 ]; then set -- $(names); fi
   for name in "$@"; do
     [ -n "$(field "$name" 1)" ] || die "unknown stand-in '$name' (known: $(names | tr '\n' ' '))"
