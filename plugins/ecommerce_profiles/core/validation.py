@@ -8,9 +8,10 @@ accepted row in one numpy table (``_DigestSet``, ~23 bytes a row), not the rows 
 
 Rules, checked in this order, the first failing one is the row's rule (names are stable). The
 limits are what downstream can store: a row that passes all of them reaches Kafka, the lake
-and Elasticsearch unchanged. ``_records`` applies the rules of a record (up to
-``column_count``), ``_row_checker`` those of its values, one block per rule in this order, and
-``_Outputs.flush`` ``duplicate_row``: a new rule is a name in ``RULES`` and its block there.
+and Elasticsearch unchanged. ``_validate_file`` applies the rules of a record (up to
+``column_count``, with ``_record_row``), ``_row_checker`` those of its values, one block per
+rule in this order, and ``_Outputs.flush`` ``duplicate_row``: a new rule is a name in ``RULES``
+and its block there.
 
 ===========================  =================================================================
 ``invalid_utf8``             the row has bytes that are not UTF-8; it is quarantined as it is
@@ -832,52 +833,14 @@ class _Limits:
 # Records: physical lines -> CSV records -> rows (rules invalid_utf8, column_count, and
 # message_too_large / field_too_long for what cannot even be read as a row)
 # --------------------------------------------------------------------------------------------
-def _records(
-    lines: Iterator[str], pushback: list[str], limits: _Limits, blank_lines: list[int]
-) -> Iterator[tuple[int, str, Any, bool]]:
-    """``(line_number, record, row, line_is_ascii)`` for every data row of one file.
-
-    ``row`` is the list of values, or a Reject when the record is not a row of values (too
-    long a line, a quoted field never closed, bad quoting, invalid UTF-8, wrong column count).
-    A quoted field may span physical lines: the record is numbered by its first line. Empty
-    lines are not rows; they are counted in ``blank_lines[0]``.
-    """
-    n_columns = len(EVENT_COLUMNS)
-    short_line, line_limit = limits.short_line, limits.line_limit
-    line_number = 1
-    joined = 0  # extra physical lines of the last record (quoted newlines)
-    for raw in lines:
-        line_number += 1
-        if joined:
-            line_number += joined
-            joined = 0
-        line = raw.rstrip("\r")
-        if not line:
-            if raw is _EOF:
-                return
-            blank_lines[0] += 1
-            continue
-        if len(line) > short_line and (type(raw) is _TruncatedLine or len(raw) > line_limit):
-            raw = _truncated(raw)
-            yield line_number, raw, _line_too_long(raw, line_limit), False
-            continue
-        if '"' in line:
-            if _quote_open(line, False):
-                # A quoted field goes on over the next physical lines.
-                parts, problem = _quoted_record(raw, lines, pushback, limits.record_limit)
-                if problem:
-                    yield line_number, line, problem, False
-                    continue
-                joined = len(parts) - 1  # the record keeps its first line's number
-                line = "\n".join(parts).rstrip("\r")
-            line_is_ascii = line.isascii()
-            row = _invalid_utf8_reject(line, line_is_ascii) or _quoted_row(line)
-        else:
-            line_is_ascii = line.isascii()
-            row = _invalid_utf8_reject(line, line_is_ascii) or line.split(",")
-        if type(row) is list and len(row) != n_columns:
-            row = Reject("column_count", f"{len(row)} columns, expected {n_columns}")
-        yield line_number, line, row, line_is_ascii
+def _record_row(line: str, line_is_ascii: bool) -> list[str] | Reject:
+    """The values of a record, or the Reject of a record that is not a row of values (invalid
+    UTF-8, bad quoting, wrong column count). The plain case (no quote, ASCII) is inlined in
+    ``_validate_file``."""
+    row = (not line_is_ascii and _invalid_utf8_reject(line)) or (_quoted_row(line) if '"' in line else line.split(","))
+    if type(row) is list and len(row) != len(EVENT_COLUMNS):
+        return Reject("column_count", f"{len(row)} columns, expected {len(EVENT_COLUMNS)}")
+    return row
 
 
 def _truncated(raw: str) -> _TruncatedLine:
@@ -889,11 +852,8 @@ def _truncated(raw: str) -> _TruncatedLine:
     return head
 
 
-def _line_too_long(raw: _TruncatedLine, line_limit: int) -> Reject:
-    return Reject(
-        "message_too_large",
-        f"the line has {raw.total_chars:,} characters, over the {line_limit:,}-character line limit",
-    )
+def _line_too_long(raw: _TruncatedLine, line_limit: int) -> str:
+    return f"the line has {raw.total_chars:,} characters, over the {line_limit:,}-character line limit"
 
 
 def _quoted_record(
@@ -927,9 +887,7 @@ def _quoted_record(
     )
 
 
-def _invalid_utf8_reject(line: str, line_is_ascii: bool) -> Reject | None:
-    if line_is_ascii:
-        return None
+def _invalid_utf8_reject(line: str) -> Reject | None:
     problem = _invalid_utf8_problem(line)
     return Reject("invalid_utf8", problem) if problem else None
 
@@ -953,7 +911,7 @@ def _quoted_row(line: str) -> list[str] | Reject:
 # --------------------------------------------------------------------------------------------
 def _row_checker(limits: _Limits) -> Callable[[list[str], str, bool], str | Reject]:
     """``check(row, line, line_is_ascii)``: the row's staged message, or the Reject of the first
-    rule it breaks. The rules after the record's (``_records``), one block each, in RULES order.
+    rule it breaks. The rules after the record's (``_validate_file``), one block each, in RULES order.
 
     It runs once per row, so each block is the rule's fast test inline (a repeated value is one
     dict lookup in a ``_Memo``); its ``_*_problem`` helper only runs for a broken row, to say why.
@@ -1270,7 +1228,11 @@ def _validate_file(
     outputs: _Outputs,
     result: ValidationResult,
 ) -> int:
-    """Read one file's rows into ``outputs``; return how many rows it had."""
+    """Read one file's rows into ``outputs``; return how many rows it had.
+
+    The loop runs once per physical line: it turns lines into records (``_quoted_record``),
+    records into rows (``_record_row``; the common ASCII, quote-free case inline) and rows into
+    staged messages or quarantine rows (``check``, ``_row_checker``)."""
     outputs.start_file(str(path))
     reject, flush = outputs.reject, outputs.flush
     # An accepted row is held for its batch's duplicate check (``_Outputs.flush``); this runs
@@ -1282,16 +1244,50 @@ def _validate_file(
         outputs.held_chars,
     )
     long_record = outputs.long_record
-    rows_read = 0
-    blank_lines = [0]
-    pushback: list[str] = []
+    n_columns = len(EVENT_COLUMNS)
+    short_line, line_limit, record_limit = limits.short_line, limits.line_limit, limits.record_limit
+    rows_read = blank_lines = 0
+    pushback: list[str] = []  # lines _quoted_record gives back to the reader
     handle = _open_text(path)
     try:
         lines = _physical_lines(handle, _read_header(path, handle), pushback, limits.line_limit)
-        for line_number, line, row, line_is_ascii in _records(lines, pushback, limits, blank_lines):
+        line_number = 1
+        joined = 0  # extra physical lines of the last record (quoted newlines)
+        for raw in lines:
+            # A physical line -> a record: blank lines are not rows; a line over the line limit
+            # is message_too_large; a quoted field may go on over the next lines (the record is
+            # numbered by its first line), unless it is never closed (column_count).
+            line_number += 1
+            if joined:
+                line_number += joined
+                joined = 0
+            line = raw.rstrip("\r")
+            if not line:
+                if raw is _EOF:
+                    break
+                blank_lines += 1
+                continue
             rows_read += 1
-            outcome = row if type(row) is Reject else check(row, line, line_is_ascii)
-            if isinstance(outcome, str):  # accepted: its staged message
+            if len(line) > short_line and (type(raw) is _TruncatedLine or len(raw) > line_limit):
+                raw = _truncated(raw)
+                reject(line_number, raw, "message_too_large", _line_too_long(raw, line_limit))
+                continue
+            if '"' in line and _quote_open(line, False):
+                parts, problem = _quoted_record(raw, lines, pushback, record_limit)
+                if problem:
+                    reject(line_number, line, problem.rule, problem.detail)
+                    continue
+                joined = len(parts) - 1
+                line = "\n".join(parts).rstrip("\r")
+            # The record -> its values -> the row's staged message, or the first rule it breaks.
+            line_is_ascii = line.isascii()
+            if line_is_ascii and '"' not in line:
+                row = line.split(",")
+                outcome = check(row, line, True) if len(row) == n_columns else _record_row(line, True)
+            else:
+                row = _record_row(line, line_is_ascii)
+                outcome = row if type(row) is Reject else check(row, line, line_is_ascii)
+            if type(outcome) is str:  # accepted: held for its batch's duplicate check
                 if len(line) > long_record:
                     held_chars[0] += len(line) + len(outcome)
                 messages.append(outcome)
@@ -1307,7 +1303,7 @@ def _validate_file(
         raise FileFormatError(f"{path}: not a readable gzip file ({type(err).__name__})") from None
     finally:
         handle.close()
-    result.blank_lines += blank_lines[0]
+    result.blank_lines += blank_lines
     return rows_read
 
 
