@@ -208,3 +208,8 @@ def test_every_published_port_is_loopback_by_default():
         for service, spec in model["services"].items():
             for port in spec.get("ports") or []:
                 assert str(port).startswith("${BIND_ADDRESS:-127.0.0.1}:"), (name, service, port)
+
+
+@pytest.mark.parametrize("dockerfile", sorted(STANDINS.glob("*/Dockerfile")), ids=lambda p: p.parent.name)
+def test_standin_dockerfiles_pass_buildkit_checks(dockerfile):
+    assert checks.check_dockerfile_lint(dockerfile) == []
