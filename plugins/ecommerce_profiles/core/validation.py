@@ -85,7 +85,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from itertools import repeat
+from itertools import compress, repeat
 from operator import add, itemgetter
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -448,7 +448,6 @@ assert [f.type for f in EVENT_FIELDS] == [
     "string",
 ], "validation.py's row checks must follow ecommerce_profiles.core.schemas.EVENT_FIELDS types"
 _FRAGMENTS = _value_fragments()
-_DAY_OFFSET = len(_FRAGMENTS[0])  # a message's date starts this far after the tab
 _EVENT_TYPE_JSON = {name: json.dumps(name) for name in EVENT_TYPES}
 # The longest message a line of n characters can become: every character escaped as a JSON
 # surrogate pair (12 characters) plus the constant pieces. Shorter lines skip the size check.
@@ -908,7 +907,7 @@ def _quoted_row(line: str) -> list[str] | Reject:
 # --------------------------------------------------------------------------------------------
 # Rows: the value rules, in RULES order, and the staged message of a row that passes them
 # --------------------------------------------------------------------------------------------
-def _row_checker(limits: _Limits) -> Callable[[list[str], str, bool], str | Reject]:
+def _row_checker(limits: _Limits, accepted_days: list[str]) -> Callable[[list[str], str, bool], str | Reject]:
     """``check(row, line, line_is_ascii)``: the row's staged message, or the Reject of the first
     rule it breaks. The rules after the record's (``_validate_file``), one block each, in RULES order.
 
@@ -927,6 +926,7 @@ def _row_checker(limits: _Limits) -> Callable[[list[str], str, bool], str | Reje
     int64_json = _int64_json
     f_time, f_t, f_type, f_product, f_category, f_code, f_brand, f_price, f_user, f_session, f_end = _FRAGMENTS
     join = "".join
+    add_day = accepted_days.append
     max_time = limits.max_time
     min_day, max_day = MIN_EVENT_TIME[:10], max_time[:10]
     short_line, max_message_bytes = limits.short_line, limits.max_message_bytes
@@ -1026,6 +1026,7 @@ def _row_checker(limits: _Limits) -> Callable[[list[str], str, bool], str | Reje
                     "message_too_large",
                     f"the Kafka message would be {size:,} bytes, over max_message_bytes={max_message_bytes:,}",
                 )
+        add_day(day)
         return message
 
     return check
@@ -1065,6 +1066,7 @@ class _Outputs:
         self.messages: list[str] = []
         self.records: list[str] = []
         self.line_numbers: list[int] = []
+        self.days: list[str] = []  # the event date of each held message (appended by the row checker)
         self.held: list[tuple[str, int, str, str, str]] = []
         self.held_chars = [0, 0]
         self.long_record = long_record
@@ -1113,9 +1115,10 @@ class _Outputs:
                         "exact copy of an earlier row",
                         may_flush=False,
                     )
-                messages = [m for m, r in zip(messages, repeated.tolist()) if not r]
-            offset = _DAY_OFFSET
-            self.events_by_date.update([m[(at := m.index("\t") + offset) : at + 10] for m in messages])
+                kept = [not r for r in repeated.tolist()]
+                messages = list(compress(messages, kept))
+                self.days[:] = compress(self.days, kept)
+            self.events_by_date.update(self.days)
             for start in range(0, len(messages), 2048):  # ~600 KB at a time: one huge
                 self.write("".join(messages[start : start + 2048]))  # join would cost 5x more
             self.accepted += len(messages)
@@ -1125,6 +1128,7 @@ class _Outputs:
         self.messages.clear()
         self.records.clear()
         self.line_numbers.clear()
+        self.days.clear()
         self.held.clear()
         self.held_chars[0] = self.held_chars[1] = 0
 
@@ -1196,7 +1200,6 @@ def validate_files(
     staging_tmp = staging_path.with_name(staging_path.name + ".tmp")
     quarantine_tmp = quarantine_path.with_name(quarantine_path.name + ".tmp")
     input_bytes = sum(os.path.getsize(p) * (6 if _is_gzip(p) else 1) for p in files if p.is_file())
-    check = _row_checker(limits)
     try:
         with (
             open(staging_tmp, "w", encoding="ascii", buffering=1 << 20) as staging,
@@ -1205,6 +1208,7 @@ def validate_files(
             # Records longer than this count towards a batch's _BATCH_CHARS.
             long_record = min(limits.short_line, _LONG_LINE_CHARS)
             outputs = _Outputs(staging, quarantine_file, input_bytes, max_examples, long_record)
+            check = _row_checker(limits, outputs.days)
             for path in files:
                 result.rows_read += _validate_file(path, limits, check, outputs, result)
         os.replace(staging_tmp, staging_path)
