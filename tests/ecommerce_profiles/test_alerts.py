@@ -63,3 +63,13 @@ def test_a_missed_deadline_mails_only_for_a_late_run(state, queued_at, skipped):
     deadline = datetime(2026, 12, 3, 6, tzinfo=UTC)
     reason = alerts.deadline_alert_skip_reason({"state": state, "queued_at": queued_at}, deadline.isoformat())
     assert (reason is not None) == skipped
+
+
+def test_the_deadline_is_left_out_only_under_airflow_dags_test():
+    from ecommerce_profiles import notifications
+
+    assert notifications.under_dags_test(["/venv/bin/airflow", "dags", "test", "ecommerce_customer_profiles"])
+    assert not notifications.under_dags_test(["/venv/bin/airflow", "scheduler"])
+    assert not notifications.under_dags_test(["/venv/bin/airflow", "dags", "trigger", "x"])
+    assert not notifications.under_dags_test(["python", "-m", "pytest"])
+    assert notifications.run_deadline(6.0) is not None  # this process is not `airflow dags test`
