@@ -88,7 +88,7 @@ from decimal import Decimal
 from itertools import compress, repeat
 from operator import add, itemgetter
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import numpy as np
 
@@ -1287,11 +1287,11 @@ def _validate_file(
             # The record -> its values -> the row's staged message, or the first rule it breaks.
             line_is_ascii = line.isascii()
             if line_is_ascii and '"' not in line:
-                row = line.split(",")
-                outcome = check(row, line, True) if len(row) == n_columns else _record_row(line, True)
+                fields = line.split(",")
+                outcome = check(fields, line, True) if len(fields) == n_columns else _record_row(line, True)
             else:
                 row = _record_row(line, line_is_ascii)
-                outcome = row if type(row) is Reject else check(row, line, line_is_ascii)
+                outcome = row if isinstance(row, Reject) else check(row, line, line_is_ascii)
             if type(outcome) is str:  # accepted: held for its batch's duplicate check
                 if len(line) > long_record:
                     held_chars[0] += len(line) + len(outcome)
@@ -1300,8 +1300,9 @@ def _validate_file(
                 line_numbers.append(line_number)
                 if len(messages) >= _BATCH_ROWS or held_chars[0] > _BATCH_CHARS:
                     flush()
-            else:
-                reject(line_number, line, outcome.rule, outcome.detail)
+            else:  # a Reject (a record with the wrong column count never becomes a row)
+                rejected = cast(Reject, outcome)
+                reject(line_number, line, rejected.rule, rejected.detail)
         outputs.flush()
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         # Not the message's text: BadGzipFile quotes the file's first bytes.
