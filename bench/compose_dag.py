@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             stack.save_logs()
             result["down_s"] = round(stack.down(), 1)
         target.unlink(missing_ok=True)
-        out = RESULTS_DIR / f"compose-{args.events}.json"
+        # A run that measured nothing (the stack did not come up) does not replace a result.
+        out = RESULTS_DIR / f"compose-{args.events}.json" if result["rounds"] else root / "failed-result.json"
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")
         say(f"result: {out}")
     return 0
