@@ -55,8 +55,13 @@ def compose_run(airflow: ComposeAirflow, lake: ComposeLake, relative: str, timeo
         raise RuntimeError(f"compose run failed:\n{airflow.failure_report(PROFILES_DAG, run['dag_run_id'])}")
     instances = list(airflow.task_instances(PROFILES_DAG, run["dag_run_id"]).values())
     tasks = analysis.task_seconds(instances)
-    summary_keys = [k for k in lake.keys("runs/") if f"/run={run['dag_run_id']}/" in k]
-    spark_summary = next((lake.json(k) for k in summary_keys if k.endswith("/spark_summary.json")), {})
+    run_summary = next(
+        summary
+        for summary in (lake.json(k) for k in lake.keys("runs/") if k.endswith("/run_summary.json"))
+        if summary["run_id"] == run["dag_run_id"]
+    )
+    evidence = run_summary["evidence"].split(f"s3://{lake.bucket}/", 1)[1]
+    spark_summary = lake.json(f"{evidence}/spark_summary.json")
     job = analysis.job_figures(spark_summary) if spark_summary else {}
     out = {
         "wall_s": wall,

@@ -126,9 +126,11 @@ def test_a_csv_dropped_into_data_and_triggered_through_the_rest_api_succeeds(
 
 
 def _run_summary(lake, run_id: str) -> dict:
-    keys = [k for k in lake.keys("runs/") if k.endswith(f"/run={run_id}/run_summary.json")]
-    assert len(keys) == 1, f"run_summary.json of {run_id}: {keys}"
-    return lake.json(keys[0])
+    """The run's run_summary.json (its evidence folder names the run id with ':' and '+' replaced)."""
+    summaries = [lake.json(k) for k in lake.keys("runs/") if k.endswith("/run_summary.json")]
+    found = [summary for summary in summaries if summary["run_id"] == run_id]
+    assert len(found) == 1, f"run_summary.json of {run_id}: {[s['run_id'] for s in summaries]}"
+    return found[0]
 
 
 # -------------------------------------------------------------------------- 3. faults --
