@@ -219,7 +219,10 @@ host_ca_files() {
 
 cmd_base_image() {
   local mirror arch stamp tarball rootfs started file ca_sum
-  cmd_ensure
+  # An engine is enough: the base image is a debootstrap tarball through `docker import`, and
+  # nothing here needs the compose or buildx plugins (their cold Go build is ~11 minutes).
+  cmd_install
+  cmd_engine
   mirror=$(debian_mirror)
   arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
   ca_sum=$(host_ca_files | xargs -r cat | sha256sum | cut -c1-12)
