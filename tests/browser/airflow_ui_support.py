@@ -243,7 +243,9 @@ def open_dag(page, dag_id: str) -> None:
     from playwright.sync_api import expect
 
     page.get_by_role("link", name="Dags").first.click()
-    page.get_by_role("link", name=dag_id, exact=True).click()
+    # The DAG's own link (href /dags/<id>): once runs and asset events exist, task links of the
+    # list's latest runs carry the DAG id as their name too.
+    page.locator(f'a[href$="/dags/{dag_id}"]').first.click()
     page.wait_for_url(f"**/dags/{dag_id}")
     # the DAG page's own Trigger button (the list's are gone once it has rendered)
     expect(page.get_by_role("button", name="Trigger Dag")).to_have_count(1)
