@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import services
+
 FAKE_SPARK_SUBMIT = r'''#!{python}
 """Fake spark-submit: records argv and the properties file, echoes like a talkative Spark."""
 import json, os, stat, sys
@@ -56,7 +58,7 @@ from ecommerce_profiles.operators.spark_submit import ProfileJobSubmitOperator
 
 log = logging.getLogger("airflow.task")
 operator = ProfileJobSubmitOperator(task_id="build_profiles", application=sys.argv[1], name="secrets-probe",
-                                    application_args=["--snapshot-date", "2024-01-01"])
+                                    application_args=["--snapshot-date", "2024-01-01", "--es-index", sys.argv[2]])
 operator.execute({})
 print("PROPERTIES_FILE=" + operator.properties_file, file=sys.stderr)
 for conn_id in ("minio_default", "elasticsearch_default"):
@@ -75,19 +77,26 @@ def probe(tmp_path_factory) -> dict:
     fake.write_text(FAKE_SPARK_SUBMIT.replace("{python}", sys.executable))
     fake.chmod(0o755)
     record_file = root / "spark-submit.json"
+    # The operator owns its build's index (it creates it before spark-submit): a private alias
+    # keeps the probe's index apart from every pipeline's, and it is deleted afterwards.
+    alias = f"secrets-probe-{os.getpid()}"
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "FAKE_SPARK_SUBMIT_LOG": str(record_file),
         "AIRFLOW_HOME": str(root / "airflow"),
+        "ELASTICSEARCH_INDEX": alias,
     }
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(root / "customer_profiles.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", PROBE, str(root / "customer_profiles.py"), f"{alias}-20240101-probe"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        services.delete_indices(f"{alias}-*")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     properties_file = next(
         line.split("=", 1)[1] for line in result.stderr.splitlines() if line.startswith("PROPERTIES_FILE=")
