@@ -47,6 +47,31 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.spark)
 
 
+# Seconds per suite (the folder under tests/: setup, call and teardown of its tests, so a
+# session fixture's start-up counts for the first suite that asks for it), printed at the end
+# of every run: CI reports each suite's time from here.
+_SUITE_SECONDS: dict[str, float] = {}
+
+
+def _suite_of(nodeid: str) -> str:
+    parts = nodeid.replace(os.sep, "/").split("::")[0].split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 else parts[-1]
+
+
+def pytest_runtest_logreport(report):
+    suite = _suite_of(report.nodeid)
+    _SUITE_SECONDS[suite] = _SUITE_SECONDS.get(suite, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _SUITE_SECONDS:
+        return
+    terminalreporter.section("seconds per suite")
+    for suite, seconds in sorted(_SUITE_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f}  {suite}")
+    terminalreporter.write_line(f"{sum(_SUITE_SECONDS.values()):8.1f}  total")
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT

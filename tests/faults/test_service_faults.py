@@ -447,6 +447,9 @@ def test_end_state_equals_a_clean_run(faulted_run, clean_run):
     assert faulted.counts == clean.counts  # every count of run_summary.json
     assert len(faulted.summaries) == len(clean.summaries) == 1
     assert len(faulted.indices) == 1, f"the retry must reuse the run's index: {faulted.indices}"
+    # Each run's summary names the index its own alias ended on: its own, the only one it built.
+    assert faulted.summaries[-1]["alias_now_on"] == faulted.indices
+    assert clean.summaries[-1]["alias_now_on"] == clean.indices
 
 
 def test_nothing_lost(faulted_run):

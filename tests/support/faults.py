@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -53,15 +54,39 @@ SERVICES = tuple(
 )
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (the kernel's choice, so parallel sessions differ)."""
-    sockets, ports = [], []
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(count):
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on right now, below the kernel's ephemeral range.
+
+    Not the kernel's own choice (bind to port 0): that is an ephemeral port, and while a fault
+    test keeps a service down, its clients reconnecting to localhost:<port> can be given that
+    very port as their source port (TCP self-connect), or another process's outgoing connection
+    can take it. The service then cannot bind it again when the test restarts it ("Address
+    already in use", seen with Kafka). Random, so parallel sessions differ."""
+    low = 20000
+    high = max(low + 1000, _ephemeral_range()[0])
+    sockets: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            port = random.randrange(low, high)
+            if port in ports:
+                continue
             sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
-            ports.append(sock.getsockname()[1])
+            ports.append(port)
     finally:
         for sock in sockets:
             sock.close()
@@ -503,6 +528,7 @@ RUN_SPECIFIC = {
     "finished_at",
     "elasticsearch_index",
     "elasticsearch_alias",
+    "alias_now_on",
     "lake_archive",
     "lake_profiles",
     "evidence",
