@@ -18,7 +18,8 @@ COMPOSE ?= docker compose
 # answered, .stack/compose-images.env names them and adds docker-compose.standin.yaml
 # (COMPOSE_FILE); every target below then passes it to Compose after .env (`start` brings the
 # stack up in a second make, which sees the file it has just written).
-COMPOSE_IMAGES_ENV ?= .stack/compose-images.env
+# scripts/compose_images.sh writes it under STACK_DIR (default .stack), the same variable here.
+COMPOSE_IMAGES_ENV ?= $(or $(STACK_DIR),.stack)/compose-images.env
 COMPOSE_CMD = $(COMPOSE)$(if $(wildcard $(COMPOSE_IMAGES_ENV)), --env-file .env --env-file $(COMPOSE_IMAGES_ENV))
 DAG_ID ?= ecommerce_customer_profiles
 DATE ?= 2020-10-01
@@ -77,6 +78,9 @@ ifeq ($(STACK),compose)
 	@$(MAKE) --no-print-directory compose-up
 
 compose-up: ## docker compose up -d --build --wait with the images `make start` selected
+	@# Taken host ports fail here, named, before any build (not half-way through `up`); a
+	@# project that already runs keeps its own ports.
+	@[ -n "$$($(COMPOSE_CMD) ps -q 2>/dev/null)" ] || $(COMPOSE_CMD) config --format json | python3 scripts/compose_ports.py
 	$(COMPOSE_CMD) up -d --build --wait
 else
 	@$(ENV) bash scripts/stack.sh up

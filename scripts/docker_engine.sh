@@ -299,6 +299,13 @@ cmd_stop() {
     log "engine: not started by this project; left as it is"
     return 0
   fi
+  # Another Compose project (a second checkout, make test-compose) may still run on it.
+  local running
+  running=$(docker ps -q 2>/dev/null | wc -l)
+  if [ "$running" -gt 0 ] && [ "${FORCE_ENGINE_STOP:-0}" != 1 ]; then
+    log "engine: $running container(s) still running on dockerd (pid $pid): left running (docker ps lists them; FORCE_ENGINE_STOP=1 stops it anyway)"
+    return 0
+  fi
   log "engine: stopping dockerd (pid $pid, started by this project)"
   kill -TERM "$pid" 2>/dev/null || true
   # dockerd stops its containers (15 s each at most) and its own containerd before it exits.

@@ -4,6 +4,7 @@ each rule of the deployment is a check that passes on the real file and fails on
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,50 @@ def test_a_port_clash_is_reported(tmp_path):
     compose, env_file = broken_copy(tmp_path, env_replace=("SPARK_MASTER_UI_PORT=8082", "SPARK_MASTER_UI_PORT=8080"))
     broken = checks.load_compose_model(compose, env_file)
     assert checks.check_host_ports_unique(broken) == ["host port 8080 is published by airflow-apiserver, spark-master"]
+
+
+def _ports_check(compose: Path, env_file: Path, *own_ports: int):
+    """scripts/compose_ports.py (what `make start` runs before `up`) on a resolved configuration."""
+    import subprocess
+    import sys
+
+    config = checks.compose_config(compose, env_file)
+    assert config.returncode == 0, config.stderr
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compose_ports.py"), *map(str, own_ports)],
+        input=config.stdout,
+        capture_output=True,
+        text=True,
+        cwd=env_file.parent,
+    )
+
+
+def test_start_names_a_host_port_already_in_use_before_anything_starts(tmp_path):
+    import socket
+
+    from tests.support.faults import free_ports
+
+    ports = free_ports(13)
+    env_text = ENV_FILE.read_text()
+    for variable, port in zip(sorted(set(re.findall(r"^([A-Z_]+_PORT)=", env_text, re.M))), ports, strict=False):
+        env_text = re.sub(rf"^{variable}=.*$", f"{variable}={port}", env_text, flags=re.M)
+    (tmp_path / ".env").write_text(env_text)
+    (tmp_path / "docker-compose.yaml").write_text(COMPOSE.read_text())
+    compose, env_file = tmp_path / "docker-compose.yaml", tmp_path / ".env"
+    assert _ports_check(compose, env_file).returncode == 0  # every port free
+
+    airflow_port = int(re.search(r"^AIRFLOW_PORT=(\d+)$", env_text, re.M).group(1))
+    with socket.socket() as listener:  # e.g. the local stack's `make airflow` on the same port
+        listener.bind(("127.0.0.1", airflow_port))
+        listener.listen()
+        taken = _ports_check(compose, env_file)
+        assert taken.returncode == 1
+        assert f"127.0.0.1:{airflow_port} (AIRFLOW_PORT, published by airflow-apiserver) is already in use" in (
+            taken.stderr
+        )
+        assert "make stack-down" in taken.stderr
+        # a running project keeps its own ports: `make start` on a stack that is already up
+        assert _ports_check(compose, env_file, airflow_port).returncode == 0
 
 
 # --------------------------------------------------------------------------- container view --

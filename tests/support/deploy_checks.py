@@ -209,8 +209,21 @@ def image_variables(compose_text: str) -> set[str]:
     }
 
 
+_DEFAULTED_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):-[^}]*\}")
+
+
+def defaulted_variables(compose_text: str) -> set[str]:
+    """Variables used only as ${VAR:-default} (a knob such as PIPELINE_RETRY_DELAY_SECONDS):
+    Compose substitutes the default, so .env need not define them. A name used once without a
+    default still has to be in .env, and so does every port (.env holds the whole port map)."""
+    text = "\n".join(line for line in compose_text.replace("$$", "").splitlines() if not line.lstrip().startswith("#"))
+    with_default = set(_DEFAULTED_VARIABLE.findall(text))
+    bare = {a or b for a, b in _VARIABLE.findall(_DEFAULTED_VARIABLE.sub("", text))}
+    return {name for name in with_default - bare if not name.endswith("_PORT")}
+
+
 def check_variables_defined(compose_text: str, env: dict[str, str]) -> list[str]:
-    optional = image_variables(compose_text)
+    optional = image_variables(compose_text) | defaulted_variables(compose_text)
     return [
         f"${{{name}}} is used in docker-compose.yaml but not defined in .env"
         for name in sorted(compose_variables(compose_text))
