@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bench import services
-from tests.browser.airflow_ui_support import PrivateAirflow, session_pids
+from tests.browser.airflow_ui_support import PrivateAirflow, private_airflow, running_airflow
 from tests.stack.stack_cli import unused_port
 from tests.support.pipeline import remove_pipeline_resources, s3
 
@@ -171,15 +171,9 @@ def airflow(tmp_path_factory, names):
     write_csv(data_dir / "healthy.csv", event_rows(range(6), yesterday))
     write_csv(data_dir / "failing.csv", event_rows(range(1), yesterday) + invalid_rows(8, yesterday))
     write_csv(data_dir / "fewer.csv", event_rows(range(100, 102), yesterday, per_user=4) + invalid_rows(2, yesterday))
-    port = unused_port()
     env = {
         **os.environ,
         **names,
-        "AIRFLOW_HOME": str(root / "airflow_home"),
-        "AIRFLOW_PORT": str(port),
-        "STACK_LOG_DIR": str(root / "logs"),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(unused_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(unused_port()),
         "PIPELINE_DATA_DIR": str(data_dir),
         "PIPELINE_RETRY_DELAY_SECONDS": "2",
         "PIPELINE_INPUT_POKE_SECONDS": "5",
@@ -191,24 +185,13 @@ def airflow(tmp_path_factory, names):
             {"conn_type": "kafka", "extra": {"bootstrap.servers": f"127.0.0.1:{unused_port()}"}}
         ),
     }
-    instance = PrivateAirflow(home=root / "airflow_home", port=port, env=env, log=root / "logs" / "airflow.log")
-    started = time.monotonic()
     try:
-        instance.start()
-        instance.wait_for_dag(DAG_ID)
-        instance.wait_for_dag(MONITOR_DAG_ID)
-    except BaseException:
-        instance.stop()
+        with running_airflow(private_airflow(root, env), DAG_ID, MONITOR_DAG_ID) as instance:
+            instance.yesterday = yesterday
+            instance.runs = {}
+            yield instance
+    finally:
         remove_pipeline_resources(names["MINIO_BUCKET"], names["KAFKA_TOPIC"], names["ELASTICSEARCH_INDEX"])
-        raise
-    print(f"private Airflow ready at {instance.url} after {time.monotonic() - started:.0f}s")
-    instance.yesterday = yesterday
-    instance.runs = {}
-    yield instance
-    instance.stop()
-    left = session_pids(instance.pid)
-    remove_pipeline_resources(names["MINIO_BUCKET"], names["KAFKA_TOPIC"], names["ELASTICSEARCH_INDEX"])
-    assert not left, f"processes left after airflow_local.sh stop: {left}"
 
 
 @pytest.fixture(scope="module")

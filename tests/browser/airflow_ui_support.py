@@ -276,12 +276,14 @@ def private_airflow(root: Path, env: dict[str, str], home: Path | None = None) -
 
 
 @contextmanager
-def running_airflow(instance: PrivateAirflow, dag_id: str) -> Iterator[PrivateAirflow]:
-    """Started and ``dag_id`` parsed; stopped afterwards with no process of its session left."""
+def running_airflow(instance: PrivateAirflow, *dag_ids: str) -> Iterator[PrivateAirflow]:
+    """Started and every one of ``dag_ids`` parsed; stopped afterwards with no process of its
+    session left."""
     started = time.monotonic()
     try:
         instance.start()
-        instance.wait_for_dag(dag_id)
+        for dag_id in dag_ids:
+            instance.wait_for_dag(dag_id)
     except BaseException:
         instance.stop()
         raise

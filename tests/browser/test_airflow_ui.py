@@ -21,7 +21,6 @@ from playwright.sync_api import expect
 
 from bench import services
 from bench.generator import write_events_csv
-from tests.stack.stack_cli import unused_port
 from tests.support.pipeline import remove_pipeline_resources
 
 from .airflow_ui_support import (
@@ -29,8 +28,9 @@ from .airflow_ui_support import (
     chromium_page,
     open_dag,
     open_trigger_form,
+    private_airflow,
+    running_airflow,
     save_screenshot,
-    session_pids,
     sign_in,
 )
 
@@ -69,31 +69,9 @@ def airflow(tmp_path_factory, names, pipeline_resources):
     data_dir = root / "data"
     data_dir.mkdir()
     write_events_csv(data_dir / ONE_SHOT, 3000, seed=1)
-    port = unused_port()
-    env = {
-        **os.environ,
-        **names,
-        "AIRFLOW_HOME": str(root / "airflow_home"),
-        "AIRFLOW_PORT": str(port),
-        "STACK_LOG_DIR": str(root / "logs"),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(unused_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(unused_port()),
-        "PIPELINE_DATA_DIR": str(data_dir),
-    }
-    instance = PrivateAirflow(home=root / "airflow_home", port=port, env=env, log=root / "logs" / "airflow.log")
-    started = time.monotonic()
-    try:
-        instance.start()
-        instance.wait_for_dag(DAG_ID)
-    except BaseException:
-        instance.stop()
-        raise
-    print(f"private Airflow ready at {instance.url} after {time.monotonic() - started:.0f}s")
-    yield instance
-    seconds = instance.stop()
-    left = session_pids(instance.pid)
-    print(f"private Airflow stopped in {seconds:.1f}s")
-    assert not left, f"processes left after airflow_local.sh stop: {left}"
+    instance = private_airflow(root, {**os.environ, **names, "PIPELINE_DATA_DIR": str(data_dir)})
+    with running_airflow(instance, DAG_ID):
+        yield instance
 
 
 @pytest.fixture

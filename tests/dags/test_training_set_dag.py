@@ -10,7 +10,6 @@ tests/spark_jobs/test_training_set_job.py; the labels in tests/spark_jobs/test_l
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import os
 import sqlite3
@@ -18,11 +17,10 @@ import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from ecommerce_profiles.assets import PROFILE_SNAPSHOT_ASSET, TRAINING_SET_ASSET
+from tests.support.lake_seed import archive_file_key, events_parquet
 
 DAG_ID = "ecommerce_training_set"
 
@@ -144,19 +142,6 @@ def test_the_job_arguments_name_dates_and_places_never_a_credential(module):
 
 
 # ------------------------------------------------------------------------------ end to end --
-ARROW_EVENT_SCHEMA = pa.schema(
-    [
-        ("event_time", pa.timestamp("us", tz="UTC")),
-        ("event_type", pa.string()),
-        ("product_id", pa.int64()),
-        ("category_id", pa.int64()),
-        ("category_code", pa.string()),
-        ("brand", pa.string()),
-        ("price", pa.float64()),
-        ("user_id", pa.int64()),
-        ("user_session", pa.string()),
-    ]
-)
 FIRST = dt.date(2020, 10, 1)
 S = dt.date(2020, 10, 2)  # with the 7/30-day defaults the archive must reach 2020-11-01
 
@@ -193,12 +178,10 @@ def pipeline(stack, tmp_path_factory):
     client = s3()
     for n in range(32):  # 2020-10-01 .. 2020-11-01
         day = FIRST + dt.timedelta(days=n)
-        buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(_archive_rows(day), schema=ARROW_EVENT_SCHEMA), buffer)
         client.put_object(
             Bucket=env["MINIO_BUCKET"],
-            Key=f"raw/events/event_date={day}/batch=drop-{day}/part-00000.parquet",
-            Body=buffer.getvalue(),
+            Key=archive_file_key(day, f"drop-{day}"),
+            Body=events_parquet(_archive_rows(day)),
         )
     yield env
     services.delete_bucket(env["MINIO_BUCKET"])

@@ -31,7 +31,7 @@ from test_label_transforms import FEATURE_EVENTS, PLANTED_EVENTS, S
 
 from ecommerce_profiles.core import lake
 from ecommerce_profiles.core.paths import TRAINING_SET_JOB_FILE
-from ecommerce_profiles.core.schemas import EVENT_COLUMNS, PROFILE_COLUMNS
+from ecommerce_profiles.core.schemas import PROFILE_COLUMNS
 from ecommerce_profiles.spark_submit_conf import job_conf, s3a_conf_from_env, spark_submit_command
 from spark_jobs.label_transforms import LabelHorizons, training_set_columns
 from spark_jobs.training_set import (
@@ -41,21 +41,9 @@ from spark_jobs.training_set import (
     parse_args,
     summary_key,
 )
+from tests.support.lake_seed import archive_file_key, events_table
 
 JOB = TRAINING_SET_JOB_FILE
-ARROW_EVENT_SCHEMA = pa.schema(
-    [
-        ("event_time", pa.timestamp("us", tz="UTC")),
-        ("event_type", pa.string()),
-        ("product_id", pa.int64()),
-        ("category_id", pa.int64()),
-        ("category_code", pa.string()),
-        ("brand", pa.string()),
-        ("price", pa.float64()),
-        ("user_id", pa.int64()),
-        ("user_session", pa.string()),
-    ]
-)
 SECOND_BATCH = "file-extra-0123456789"
 # One event (user 1's 20.00 purchase in the last second of S+7) delivered again by another batch.
 REDELIVERED = [e for e in PLANTED_EVENTS if e["price"] == 20.0]
@@ -113,8 +101,7 @@ def fs() -> pyarrow.fs.S3FileSystem:
 
 
 def _write(fs, path: str, rows: list[dict]) -> None:
-    table = pa.Table.from_pylist([{c: r[c] for c in EVENT_COLUMNS} for r in rows], schema=ARROW_EVENT_SCHEMA)
-    pq.write_table(table, path, filesystem=fs)
+    pq.write_table(events_table(rows), path, filesystem=fs)
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +112,9 @@ def lake_root(bucket, fs) -> str:
     for e in FEATURE_EVENTS + PLANTED_EVENTS:
         by_date[e["event_time"].date()].append(e)
     for day, rows in by_date.items():
-        _write(fs, f"{bucket}/{lake.archive_key()}/event_date={day}/batch=drop-{day}/part-00000.parquet", rows)
+        _write(fs, f"{bucket}/{archive_file_key(day, f'drop-{day}')}", rows)
     day = REDELIVERED[0]["event_time"].date()
-    _write(fs, f"{bucket}/{lake.archive_key()}/event_date={day}/batch={SECOND_BATCH}/part-00000.parquet", REDELIVERED)
+    _write(fs, f"{bucket}/{archive_file_key(day, SECOND_BATCH)}", REDELIVERED)
     pq.write_table(
         pa.table({"stale": [1]}), f"{bucket}/{lake.training_set_key(S.isoformat())}/part-stale.parquet", filesystem=fs
     )
