@@ -13,27 +13,7 @@
 
 mailpit_binary() { printf '%s/mailpit/%s/mailpit\n' "$CACHE_DIR" "$MAILPIT_VERSION"; }
 
-mailpit_provision() {
-  local binary
-  binary=$(mailpit_binary)
-  [ -x "$binary" ] && return 0
-  mkdir -p "$(dirname "$binary")"
-  stack_say "mailpit: building github.com/axllent/mailpit@$MAILPIT_VERSION with $(go env GOVERSION) (a few minutes on 2 cores; cached in $CACHE_DIR/mailpit)"
-  # Same rules as MinIO's build: caches in the project cache, never another Go by surprise.
-  (
-    export GOPATH="$CACHE_DIR/mailpit/gopath"
-    export GOMODCACHE="$CACHE_DIR/mailpit/gopath/pkg/mod"
-    export GOCACHE="$CACHE_DIR/mailpit/gocache"
-    export GOBIN
-    GOBIN=$(dirname "$binary")
-    export CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOFLAGS=-buildvcs=false
-    go install -trimpath -ldflags "-s -w" "github.com/axllent/mailpit@$MAILPIT_VERSION"
-  ) >"$CACHE_DIR/mailpit/build.log" 2>&1 || {
-    tail -n 30 "$CACHE_DIR/mailpit/build.log" >&2
-    stack_fail "mailpit: go install failed (full log: $CACHE_DIR/mailpit/build.log)"
-    return 1
-  }
-}
+mailpit_provision() { stack_go_install mailpit "github.com/axllent/mailpit@$MAILPIT_VERSION" "$(mailpit_binary)" "a few minutes"; }
 
 mailpit_url() { printf 'http://localhost:%s (SMTP localhost:%s)\n' "$MAILPIT_UI_PORT" "$MAILPIT_SMTP_PORT"; }
 

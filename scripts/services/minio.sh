@@ -16,29 +16,7 @@
 
 minio_binary() { printf '%s/minio/%s/minio\n' "$CACHE_DIR" "$MINIO_VERSION"; }
 
-minio_provision() {
-  local binary
-  binary=$(minio_binary)
-  [ -x "$binary" ] && return 0
-  mkdir -p "$(dirname "$binary")"
-  stack_say "minio: building github.com/minio/minio@$MINIO_VERSION with $(go env GOVERSION) (several minutes on 2 cores; cached in $CACHE_DIR/minio)"
-  # Module and build caches live in the project cache, so a rebuild after a version bump only
-  # downloads and compiles what changed. GOTOOLCHAIN=local: never fetch another Go by surprise
-  # (a caller may still export GOTOOLCHAIN to pick one).
-  (
-    export GOPATH="$CACHE_DIR/minio/gopath"
-    export GOMODCACHE="$CACHE_DIR/minio/gopath/pkg/mod"
-    export GOCACHE="$CACHE_DIR/minio/gocache"
-    export GOBIN
-    GOBIN=$(dirname "$binary")
-    export CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOFLAGS=-buildvcs=false
-    go install -trimpath -ldflags "-s -w" "github.com/minio/minio@$MINIO_VERSION"
-  ) >"$CACHE_DIR/minio/build.log" 2>&1 || {
-    tail -n 30 "$CACHE_DIR/minio/build.log" >&2
-    stack_fail "minio: go install failed (full log: $CACHE_DIR/minio/build.log)"
-    return 1
-  }
-}
+minio_provision() { stack_go_install minio "github.com/minio/minio@$MINIO_VERSION" "$(minio_binary)" "several minutes"; }
 
 minio_url() { printf 'http://localhost:%s\n' "$MINIO_PORT"; }
 
