@@ -91,6 +91,11 @@ start_airflow() {
   # answers to a starting task can take longer than the default 5 s, and the task is then killed
   # before its first line ("Executor reported ... failed, but the task instance's state is queued").
   export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="${AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT:-30}"
+  # SQLite (the default here): writers wait up to 20 s for each other instead of Python's 5 s,
+  # after which a UI action failed with HTTP 500 "database is locked" (ecommerce_profiles/local_airflow.py).
+  if [ -z "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" ]; then
+    export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="${AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS:-ecommerce_profiles.local_airflow.SQLITE_CONNECT_ARGS}"
+  fi
 
   mkdir -p "$STACK_LOG_DIR"
   printf '\n===== %s starting airflow standalone =====\n' "$(date -u +%FT%TZ)" >>"$log_file"
