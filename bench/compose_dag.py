@@ -31,6 +31,7 @@ from typing import Any
 from bench import analysis, services, stages
 from bench.cli import bench_csv
 from bench.system import PROJECT_ROOT, LoadSampler, code_version, load_1m, machine_info, say
+from ecommerce_profiles.core.lake import SPARK_SUMMARY_FILE
 from tests.compose.compose_support import (
     DATA_DIR,
     PROFILES_DAG,
@@ -55,13 +56,7 @@ def compose_run(airflow: ComposeAirflow, lake: ComposeLake, relative: str, timeo
         raise RuntimeError(f"compose run failed:\n{airflow.failure_report(PROFILES_DAG, run['dag_run_id'])}")
     instances = list(airflow.task_instances(PROFILES_DAG, run["dag_run_id"]).values())
     tasks = analysis.task_seconds(instances)
-    run_summary = next(
-        summary
-        for summary in (lake.json(k) for k in lake.keys("runs/") if k.endswith("/run_summary.json"))
-        if summary["run_id"] == run["dag_run_id"]
-    )
-    evidence = run_summary["evidence"].split(f"s3://{lake.bucket}/", 1)[1]
-    spark_summary = lake.json(f"{evidence}/spark_summary.json")
+    spark_summary = lake.json(f"{lake.run_evidence_prefix(run['dag_run_id'])}/{SPARK_SUMMARY_FILE}")
     job = analysis.job_figures(spark_summary) if spark_summary else {}
     out = {
         "wall_s": wall,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ecommerce_profiles.connections import ElasticsearchSettings, LakeSettings
+from ecommerce_profiles.core import lake
 from tests.browser.airflow_ui_support import PrivateAirflow
 from tests.support.faults import free_ports
 
@@ -446,3 +447,15 @@ class ComposeLake:
 
     def json(self, key: str) -> dict[str, Any]:
         return json.loads(self.s3().get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def run_evidence_prefix(self, run_id: str) -> str:
+        """runs/run_date=<date>/run=<key> of one DAG run: the key as core.run_plan makes it
+        (lake.safe_token of the run id, whose ':' and '+' a path cannot hold); the date is the
+        run's, found by listing, since a one-shot run's is its logical date or trigger day."""
+        marker = f"/run={lake.safe_token(run_id)}/{lake.RUN_SUMMARY_FILE}"
+        found = [key for key in self.keys(f"{lake.RUNS_PREFIX}/") if key.endswith(marker)]
+        assert len(found) == 1, f"{lake.RUN_SUMMARY_FILE} of {run_id}: {found}"
+        return found[0].removesuffix(f"/{lake.RUN_SUMMARY_FILE}")
+
+    def run_summary(self, run_id: str) -> dict[str, Any]:
+        return self.json(f"{self.run_evidence_prefix(run_id)}/{lake.RUN_SUMMARY_FILE}")

@@ -119,18 +119,10 @@ def test_a_csv_dropped_into_data_and_triggered_through_the_rest_api_succeeds(
     assert tis["build_profiles"]["state"] == "success" and tis["publish_profiles"]["state"] == "success"
     state["clean_run"] = finished
     state["clean_end"] = end_state(lake)
-    summary = _run_summary(lake, finished["dag_run_id"])
+    summary = lake.run_summary(finished["dag_run_id"])
     assert summary["rows_read"] == ONE_SHOT_EVENTS, summary
     state["clean_summary"] = summary
     _say(f"one-shot run {run['dag_run_id']}: success, {measurements['one_shot_run']}")
-
-
-def _run_summary(lake, run_id: str) -> dict:
-    """The run's run_summary.json (its evidence folder names the run id with ':' and '+' replaced)."""
-    summaries = [lake.json(k) for k in lake.keys("runs/") if k.endswith("/run_summary.json")]
-    found = [summary for summary in summaries if summary["run_id"] == run_id]
-    assert len(found) == 1, f"run_summary.json of {run_id}: {[s['run_id'] for s in summaries]}"
-    return found[0]
 
 
 # -------------------------------------------------------------------------- 3. faults --
@@ -206,7 +198,7 @@ def test_kafka_and_minio_killed_mid_run_the_retry_completes_and_the_end_state_eq
     assert faulted.archive == clean.archive, "the archive's rows differ from the clean run's"
     assert faulted.snapshot == clean.snapshot, "the snapshot's rows differ from the clean run's"
     assert len(faulted.indices) == len(clean.indices) == 1, (clean.indices, faulted.indices)
-    assert summary_counts(_run_summary(lake, run_id)) == summary_counts(state["clean_summary"])
+    assert summary_counts(lake.run_summary(run_id)) == summary_counts(state["clean_summary"])
 
 
 # --------------------------------------------------------------- 4. the daily drop --
