@@ -33,7 +33,7 @@ from typing import Any
 from ecommerce_profiles.connections import ElasticsearchSettings, LakeSettings
 from ecommerce_profiles.core import lake
 from tests.browser.airflow_ui_support import PrivateAirflow
-from tests.support.faults import free_ports
+from tests.support.ports import free_ports
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yaml"

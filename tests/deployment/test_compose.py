@@ -215,7 +215,7 @@ def _ports_check(compose: Path, env_file: Path, *own_ports: int):
 def test_start_names_a_host_port_already_in_use_before_anything_starts(tmp_path):
     import socket
 
-    from tests.support.faults import free_ports
+    from tests.support.ports import free_ports
 
     ports = free_ports(13)
     env_text = ENV_FILE.read_text()

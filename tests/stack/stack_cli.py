@@ -7,6 +7,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+from tests.support.ports import free_ports
+
 STACK_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
 
 
@@ -23,10 +25,8 @@ def run_stack(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def unused_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port nothing listens on right now (tests/support/ports.py: not an ephemeral one)."""
+    return free_ports(1)[0]
 
 
 def assert_status_up(service: str, url: str) -> None:
