@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.support.ports import free_ports
 
 from . import deploy_checks as checks
 
@@ -198,9 +203,6 @@ def test_a_port_clash_is_reported(tmp_path):
 
 def _ports_check(compose: Path, env_file: Path, *own_ports: int):
     """scripts/compose_ports.py (what `make start` runs before `up`) on a resolved configuration."""
-    import subprocess
-    import sys
-
     config = checks.compose_config(compose, env_file)
     assert config.returncode == 0, config.stderr
     return subprocess.run(
@@ -213,10 +215,6 @@ def _ports_check(compose: Path, env_file: Path, *own_ports: int):
 
 
 def test_start_names_a_host_port_already_in_use_before_anything_starts(tmp_path):
-    import socket
-
-    from tests.support.ports import free_ports
-
     ports = free_ports(13)
     env_text = ENV_FILE.read_text()
     for variable, port in zip(sorted(set(re.findall(r"^([A-Z_]+_PORT)=", env_text, re.M))), ports, strict=False):
