@@ -183,15 +183,14 @@ def check_images_pinned(model: dict[str, Any]) -> list[str]:
 _VARIABLE = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
+def _substituted_text(compose_text: str) -> str:
+    """The lines Compose substitutes variables in: comments left out, $$ escapes removed."""
+    return "\n".join(line for line in compose_text.replace("$$", "").splitlines() if not line.lstrip().startswith("#"))
+
+
 def compose_variables(compose_text: str) -> set[str]:
     """Names used as ${VAR}, ${VAR:-default}, ${VAR?err} or $VAR; $$ escapes are skipped."""
-    text = compose_text.replace("$$", "")
-    names = set()
-    for line in text.splitlines():
-        if line.lstrip().startswith("#"):
-            continue
-        names |= {a or b for a, b in _VARIABLE.findall(line)}
-    return names
+    return {a or b for a, b in _VARIABLE.findall(_substituted_text(compose_text))}
 
 
 _IMAGE_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*_IMAGE):-[^}]*\}")
@@ -200,13 +199,7 @@ _IMAGE_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*_IMAGE):-[^}]*\
 def image_variables(compose_text: str) -> set[str]:
     """${..._IMAGE:-official image} variables: they choose stand-in images (scripts/compose_images.sh)
     and default to the official ones, so .env need not define them."""
-    text = compose_text.replace("$$", "")
-    return {
-        name
-        for line in text.splitlines()
-        if not line.lstrip().startswith("#")
-        for name in _IMAGE_VARIABLE.findall(line)
-    }
+    return set(_IMAGE_VARIABLE.findall(_substituted_text(compose_text)))
 
 
 _DEFAULTED_VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):-[^}]*\}")
@@ -216,7 +209,7 @@ def defaulted_variables(compose_text: str) -> set[str]:
     """Variables used only as ${VAR:-default} (a knob such as PIPELINE_RETRY_DELAY_SECONDS):
     Compose substitutes the default, so .env need not define them. A name used once without a
     default still has to be in .env, and so does every port (.env holds the whole port map)."""
-    text = "\n".join(line for line in compose_text.replace("$$", "").splitlines() if not line.lstrip().startswith("#"))
+    text = _substituted_text(compose_text)
     with_default = set(_DEFAULTED_VARIABLE.findall(text))
     bare = {a or b for a, b in _VARIABLE.findall(_DEFAULTED_VARIABLE.sub("", text))}
     return {name for name in with_default - bare if not name.endswith("_PORT")}
